@@ -50,7 +50,7 @@ var retiredByStatus = map[string]bool{"Observation": true, "Procedure": true, "M
 // names them with the records it nests, so that the lineage of such a
 // record shows the withdrawal that retired it (an EHR review).
 func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []audit.NestedRecord, error) {
-	left, err := leftovers(st, tenant, rec, res)
+	left, err := leftovers(st, tenant, s.p.opts.IdentifierBase, rec, res)
 	if err != nil || len(left) == 0 {
 		return res, raws, docs, checked, nil, err
 	}
@@ -128,14 +128,61 @@ type leftover struct {
 	nested *audit.NestedRecord
 }
 
+// receipt is what leftovers reads of a record's Provenance.
+type receipt struct {
+	Target []struct{ Reference string } `json:"target"`
+	Entity []struct {
+		Role string
+		What struct {
+			Identifier struct{ System, Value string }
+		}
+		Extension []struct{ URL, ValueString string }
+	} `json:"entity"`
+	gateway bool // the gateway's own (audit.IsGatewayProvenance), not a client's
+}
+
+// readReceipt decodes p, a Provenance.
+func readReceipt(p *store.Resource) (*receipt, error) {
+	var prov receipt
+	if err := json.Unmarshal(p.Body, &prov); err != nil {
+		return nil, fmt.Errorf("provenance %s: %w", p.ID, err)
+	}
+	doc, err := decode(p)
+	if err != nil {
+		return nil, err
+	}
+	prov.gateway = audit.IsGatewayProvenance(doc)
+	return &prov, nil
+}
+
 // leftovers are the resources earlier versions of rec wrote (their record
 // Provenances' targets) that res does not write, whose current version
 // one of them wrote and that are not retired, in a stable order.
-func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]leftover, error) {
+func leftovers(st store.Tx, tenant, identifierBase string, rec record, res *mapping.Result) ([]leftover, error) {
 	src := rec.rec.Env().Source
 	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
 	var nested []audit.NestedRecord      // the records the record's versions nested
 	nestedAt := map[string]time.Time{}   // kind|record id -> when the latest version nesting it was received
+	take := func(prov *receipt) {
+		for _, e := range prov.Entity {
+			for _, x := range e.Extension {
+				n := audit.NestedRecord{System: e.What.Identifier.System, Value: e.What.Identifier.Value, Kind: x.ValueString}
+				if e.Role == "source" && x.URL == audit.ExtRecordKind && n.Value != "" && !slices.Contains(nested, n) {
+					nested = append(nested, n)
+				}
+			}
+		}
+		for _, t := range prov.Target {
+			ref, n, ok := audit.Versioned(t.Reference)
+			if !ok {
+				continue
+			}
+			if wrote[ref] == nil {
+				wrote[ref] = map[int64]bool{}
+			}
+			wrote[ref][n] = true
+		}
+	}
 	for _, k := range recordKinds(rec.kind) {
 		versions, err := st.LedgerVersions(src.System, string(k), src.RecordID)
 		if err != nil {
@@ -160,36 +207,34 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 			if err != nil {
 				return nil, err
 			}
-			var prov struct {
-				Target []struct{ Reference string } `json:"target"`
-				Entity []struct {
-					Role string
-					What struct {
-						Identifier struct{ System, Value string }
-					}
-					Extension []struct{ URL, ValueString string }
-				} `json:"entity"`
+			prov, err := readReceipt(p)
+			if err != nil {
+				return nil, err
 			}
-			if err := json.Unmarshal(p.Body, &prov); err != nil {
-				return nil, fmt.Errorf("provenance %s: %w", p.ID, err)
+			take(prov)
+		}
+		// A mapping replay's correction of a version is a receipt of its
+		// own (its id not the version's): what it wrote is the record's
+		// too (a safety review: a session withdrawn after a replay left
+		// the item 9 and the Flag the replay had rewritten standing, at
+		// the gateway and at the EHR). Only the gateway's own Provenances
+		// whose first entity is the record are believed.
+		system := mapping.RecordSystem(identifierBase, src.System, k)
+		ps, err := searchAll(st, "Provenance", "entity:identifier", system+"|"+src.RecordID)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if audit.ReservedProvenanceID(p.ID) {
+				continue // a version's receipt: read above
 			}
-			for _, e := range prov.Entity {
-				for _, x := range e.Extension {
-					n := audit.NestedRecord{System: e.What.Identifier.System, Value: e.What.Identifier.Value, Kind: x.ValueString}
-					if e.Role == "source" && x.URL == audit.ExtRecordKind && n.Value != "" && !slices.Contains(nested, n) {
-						nested = append(nested, n)
-					}
-				}
+			prov, err := readReceipt(p)
+			if err != nil {
+				return nil, err
 			}
-			for _, t := range prov.Target {
-				ref, n, ok := audit.Versioned(t.Reference)
-				if !ok {
-					continue
-				}
-				if wrote[ref] == nil {
-					wrote[ref] = map[int64]bool{}
-				}
-				wrote[ref][n] = true
+			if prov.gateway && len(prov.Entity) > 0 && prov.Entity[0].What.Identifier.System == system &&
+				prov.Entity[0].What.Identifier.Value == src.RecordID {
+				take(prov)
 			}
 		}
 	}

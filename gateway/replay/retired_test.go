@@ -185,3 +185,48 @@ func TestStaleEventLeavesIssue(t *testing.T) {
 		t.Errorf("%d diverged on the second run, want none", sum.Diverged)
 	}
 }
+
+// TestWithdrawalAfterReplayRetiresItsWrites: a session withdrawn (sent
+// without what it nested) after a replay rewrote some of its resources
+// retires those too: the replay's Provenance is a receipt of the record,
+// and what it wrote last is the record's to retire (a safety review: the
+// PHQ-9's item 9 and its Flag, rewritten by a replay under a raised
+// threshold, stayed standing after the session's withdrawal).
+func TestWithdrawalAfterReplayRetiresItsWrites(t *testing.T) {
+	rec := func(version, lastUpdated, status, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "S-W", "version": "` + version +
+			`", "lastUpdated": "` + lastUpdated + `"` + status + `}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	infusion := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}`
+	phq := `"assessments": [{"recordId": "PHQ-W", "instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00",
+		"items": [{"number": 1, "score": 2}, {"number": 2, "score": 2}, {"number": 3, "score": 1}, {"number": 4, "score": 2},
+		{"number": 5, "score": 1}, {"number": 6, "score": 1}, {"number": 7, "score": 1}, {"number": 8, "score": 1},
+		{"number": 9, "score": 1}], "total": 12}]`
+	f := newFixture(t)
+	f.ingest(t, "", "session", rec("1", "2026-03-02T18:00:00Z", "", infusion+", "+phq))
+	raised := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		s := mapping.DefaultSafety()
+		s.PHQ9Item9 = 2
+		opts.Safety = &s
+		return mapping.Map(rec, opts)
+	}
+	_, got := run(t, f.service(raised), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if r := got["S-W"]; r.Status != replay.StatusChanged || !r.Applied {
+		t.Fatalf("S-W: %s (applied %v) %+v, want changed and applied", r.Status, r.Applied, r.Resources)
+	}
+	for _, v := range f.versions(t, "", "Flag") {
+		if !strings.Contains(string(v.Body), `"status":"inactive"`) {
+			t.Fatalf("the replay left the Flag: %s", v.Body)
+		}
+	}
+	f.ingest(t, "", "session", rec("2", "2026-03-03T12:00:00Z", `, "status": "entered-in-error"`, infusion))
+	for _, typ := range []string{"Flag", "Observation"} {
+		for _, v := range f.versions(t, "", typ) {
+			if !strings.Contains(string(v.Body), `"status":"entered-in-error"`) {
+				t.Errorf("%s/%s standing after the withdrawal: %s", typ, v.ID, v.Body)
+			}
+		}
+	}
+}
