@@ -1170,6 +1170,8 @@ func TestHistoryParams(t *testing.T) {
 		{"_since not an instant", inst + "?_since=2020", "", 400, "search-value-invalid", "_since", 0, 0},
 		{"_at", inst + "?_at=2000-01-01T00:00:00Z", "", 400, "search-param-unsupported", "_at", 0, 0},
 		{"_list", "/fhir/Patient/_history?_list=x", "", 400, "search-param-unsupported", "_list", 0, 0},
+		{"_summary", inst + "?_summary=count", "", 400, "search-param-unsupported", "_summary", 0, 0},
+		{"_elements", "/fhir/_history?_elements=id", "", 400, "search-param-unsupported", "_elements", 0, 0},
 		{"unknown", inst + "?foo=SECRET7", "", 400, "search-param-unknown", "", 0, 0},
 		{"unknown, system", "/fhir/_history?foo=bar", "", 400, "search-param-unknown", "", 0, 0},
 		{"lenient _at", inst + "?_at=2000-01-01T00:00:00Z&_count=2", "handling=lenient", 200, "", "", 3, 2},

@@ -402,3 +402,52 @@ func TestBatchRepeatedKeys(t *testing.T) {
 		t.Errorf("batch entry 1 = %s, want 200", status)
 	}
 }
+
+// TestSubscriptionRefused: the gateway sends no notifications, so it
+// stores no Subscription: create, update, delete and a transaction entry
+// are refused (405 subscription-unsupported, Allow: GET, HEAD), and the
+// capability statement offers no write of the type (a conformance review:
+// one was stored "requested" for ever, its writes advertised).
+func TestSubscriptionRefused(t *testing.T) {
+	h := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{}), UpdateCreate: true}, gateway.Config{})
+	const sub = `{"resourceType":"Subscription","status":"requested","reason":"r","criteria":"Observation?code=http://loinc.org|8867-4",` +
+		`"channel":{"type":"rest-hook","endpoint":"https://ehr.example/hook","payload":"application/fhir+json"}}`
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/fhir/Subscription", sub},
+		{"PUT", "/fhir/Subscription/s1", strings.Replace(sub, `{"resourceType":"Subscription",`, `{"resourceType":"Subscription","id":"s1",`, 1)},
+		{"DELETE", "/fhir/Subscription/s1", ""},
+	} {
+		rec := req(h, r.method, r.path, r.body)
+		assertOutcome(t, rec, http.StatusMethodNotAllowed, "subscription-unsupported", "")
+		if allow := rec.Header().Get("Allow"); allow != "GET, HEAD" {
+			t.Errorf("%s %s: Allow %q, want GET, HEAD", r.method, r.path, allow)
+		}
+	}
+	rec := req(h, "POST", "/fhir", txBundle(`{"fullUrl":"urn:uuid:6a1b7f36-5b1a-4c4e-9a53-1b0c3c1f0003","resource":`+sub+
+		`,"request":{"method":"POST","url":"Subscription"}}`))
+	assertOutcome(t, rec, http.StatusMethodNotAllowed, "subscription-unsupported", "")
+	if rec := req(h, "GET", "/fhir/Subscription?_summary=count", ""); !strings.Contains(rec.Body.String(), `"total":0`) {
+		t.Errorf("Subscriptions stored: %s", rec.Body)
+	}
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type        string
+				Interaction []struct{ Code string }
+			}
+		}
+	}
+	if err := json.Unmarshal(req(h, "GET", "/fhir/metadata", "").Body.Bytes(), &cs); err != nil || len(cs.Rest) != 1 {
+		t.Fatalf("metadata: %v", err)
+	}
+	for _, r := range cs.Rest[0].Resource {
+		if r.Type != "Subscription" {
+			continue
+		}
+		for _, i := range r.Interaction {
+			if i.Code == "create" || i.Code == "update" || i.Code == "delete" || i.Code == "patch" {
+				t.Errorf("metadata offers Subscription %s", i.Code)
+			}
+		}
+	}
+}

@@ -26,9 +26,21 @@ func clientWritable(typ string) error {
 		return &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
 			Severity: "error", Code: "forbidden", Rule: "conformance-read-only",
 			Message: typ + " resources are the gateway's own conformance resources, published read-only; they cannot be created, changed or deleted"}}}
+	case typ == "Subscription":
+		return errSubscriptionUnsupported
 	}
 	return nil
 }
+
+// errSubscriptionUnsupported refuses a Subscription's write: the gateway
+// sends no notifications, so one it stored would stay "requested" for
+// ever, its client waiting (a conformance review: it was stored, and the
+// capability statement offered its writes). Refused as HAPI FHIR does
+// with subscriptions turned off, before anything is stored.
+var errSubscriptionUnsupported = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
+	Severity: "error", Code: "not-supported", Rule: "subscription-unsupported",
+	Message: "the gateway processes no Subscriptions and sends no notifications: it delivers the records it stores " +
+		"to the EHRs its configuration names as destinations (docs/operations.md); a Subscription would never become active"}}}
 
 // ReadOnlyMethods are what the type and instance endpoints of a type
 // clients may not write allow (RFC 9110 15.5.6: a 405's Allow lists what

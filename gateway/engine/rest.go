@@ -675,7 +675,7 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 				continue
 			}
 			name, _, _ := strings.Cut(key, ":")
-			if name == "_at" || name == "_list" {
+			if historyUnsupported[name] {
 				return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
 					"history supports _count, _offset and _since, not "+name+"; send Prefer: handling=lenient to "+
 						"have it ignored").At(name)
@@ -687,6 +687,14 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 	}
 	return ignored, nil
 }
+
+// historyUnsupported are the R4 parameters history does not support (its
+// own _at and _list, and the search result parameters, as HAPI FHIR
+// honours _summary and _elements there): a client sending one is told it
+// is not supported, search-param-unsupported, not that it is unknown (a
+// conformance review).
+var historyUnsupported = map[string]bool{"_at": true, "_list": true, "_summary": true, "_elements": true,
+	"_sort": true, "_total": true, "_include": true, "_revinclude": true, "_contained": true, "_containedType": true}
 
 // IsGone reports a deleted resource (for the version headers of a 410).
 func IsGone(err error) bool {
