@@ -26,14 +26,17 @@ func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Re
 // (search.ExtractAtMost). The engine makes its clients' resources so
 // (search.MaxEntries).
 func NewVersionAtMost(typ, id string, v int64, doc map[string]any, now time.Time, limit int) (*Resource, []search.Entry, error) {
-	body, err := VersionBody(typ, id, v, doc, now)
-	if err != nil {
-		return nil, nil, err
-	}
+	// Its entries before its body: one past the limit is refused without
+	// marshalling it, inside the write transaction that puts it.
+	stamp(typ, id, v, doc, now)
 	entries, err := search.ExtractAtMost(typ, doc, limit)
 	if tm, ok := err.(*search.TooManyEntries); ok {
 		tm.ID = id
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := marshalVersion(typ, doc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,6 +50,12 @@ func NewVersionAtMost(typ, id string, v int64, doc map[string]any, now time.Time
 // version is then these bytes). It fails only if doc cannot be
 // marshalled.
 func VersionBody(typ, id string, v int64, doc map[string]any, now time.Time) ([]byte, error) {
+	stamp(typ, id, v, doc, now)
+	return marshalVersion(typ, doc)
+}
+
+// stamp sets resourceType, id, meta.versionId and meta.lastUpdated in doc.
+func stamp(typ, id string, v int64, doc map[string]any, now time.Time) {
 	doc["resourceType"] = typ
 	doc["id"] = id
 	meta, _ := doc["meta"].(map[string]any)
@@ -56,6 +65,10 @@ func VersionBody(typ, id string, v int64, doc map[string]any, now time.Time) ([]
 	meta["versionId"] = strconv.FormatInt(v, 10)
 	meta["lastUpdated"] = now.UTC().Format("2006-01-02T15:04:05.000Z")
 	doc["meta"] = meta
+}
+
+// marshalVersion is the body of doc, stamped.
+func marshalVersion(typ string, doc map[string]any) ([]byte, error) {
 	body, err := fhirwire.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", typ, err)
