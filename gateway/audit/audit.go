@@ -248,6 +248,7 @@ var interactions = map[string]kind{
 	"job-cancel":       {action: "D", gateway: true, display: "cancel or delete a background job"},
 	"job-download":     {action: "R", gateway: true, display: "download a file of a background job"},
 	"unknown-endpoint": {action: "E", gateway: true, display: "request to no endpoint"},
+	"options":          {action: "R", gateway: true, display: "the methods an endpoint allows (OPTIONS)"},
 	"login":            {action: "E", login: true, display: "Login"},
 	"logout":           {action: "E", login: true, display: "Logout"},
 	// A registered client added (C), changed (U) or removed (D), as the
