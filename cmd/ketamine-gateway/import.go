@@ -106,6 +106,11 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		report  *os.File
 		rw      *bufio.Writer
 		written bool // every rejected record is in the report
+		// otherKind is what the rejected records' first issue says of
+		// their kind while every one is a valid record of the same other
+		// kind (bulk.Rejection.OtherKind); mixed is set once one is not.
+		otherKind string
+		mixed     bool
 	)
 	defer func() {
 		if report != nil {
@@ -122,6 +127,11 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		Kind: mapping.Kind(*kind), Deliver: *deliver, RunID: runID, Workers: *workers,
 		Done: func(c bulk.ImportCounts) { bar.set(c.Records, c.Rejected) },
 		Rejected: func(r bulk.Rejection) error {
+			if k := r.OtherKind(); k == "" || otherKind != "" && k != otherKind {
+				mixed = true
+			} else {
+				otherKind = k
+			}
 			b, err := json.Marshal(r)
 			if err != nil {
 				return err
@@ -167,6 +177,11 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "rejected records are listed in %s\n", *reportFile)
 	case counts.Rejected > 0:
 		fmt.Fprintf(stdout, "the rejected records could not be listed in %s\n", *reportFile)
+	}
+	if counts.Rejected > 0 && !mixed && otherKind != "" {
+		// Every one was sent as the wrong kind: say so, and how to import
+		// them (a first-hour review: 400 rejected, and no word why).
+		fmt.Fprintf(stdout, "every rejected record is of another kind: %s\n", otherKind)
 	}
 	if counts.AlreadyStored > 0 && *deliver {
 		// deliveries replay re-sends only records delivered before: it

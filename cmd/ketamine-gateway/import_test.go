@@ -30,6 +30,11 @@ func TestImportCommand(t *testing.T) {
 	array := writeTemp(t, "a.json", "[\n"+compact+"\n]\n")
 	arrayLine := writeTemp(t, "a1.json", "["+compact+","+compact+"]\n") // jq -c . of an array file
 	report := filepath.Join(dir, "r.ndjson")
+	phqRaw, err := os.ReadFile("../../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phq := strings.Join(strings.Fields(string(phqRaw)), " ")
 	for _, tc := range []struct {
 		name, stdin string
 		fifo        string // written to a named pipe given as the last argument
@@ -56,6 +61,10 @@ func TestImportCommand(t *testing.T) {
 			[]string{"1 already stored (unchanged)", "'deliveries replay' does not send them either"}, nil},
 		{"NDJSON on standard input, again", compact + "\n", "", []string{"-"}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
 		{"a rejected record", "{}\n", "", []string{"-"}, 1, []string{"0 stored, 1 rejected", "rejected records are listed in " + report}, nil},
+		// Records of another kind: the summary says which, and how (a
+		// first-hour review: 400 rejected without a word why).
+		{"records of another kind", phq + "\n" + phq + "\n", "", []string{"-"}, 1, []string{"0 stored, 2 rejected",
+			"every rejected record is of another kind: this is a valid assessment record, not a valid vitals record: send it as kind assessment"}, nil},
 		// A named pipe (or a process substitution, <(...)) streams as
 		// standard input does: no seek.
 		{"NDJSON from a named pipe", "", compact + "\n", nil, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
@@ -74,6 +83,11 @@ func TestImportCommand(t *testing.T) {
 			for _, want := range tc.out {
 				if !strings.Contains(out, want) {
 					t.Errorf("stdout %q does not say %q", out, want)
+				}
+			}
+			if tc.name == "records of another kind" {
+				if b, err := os.ReadFile(report); err != nil || !strings.Contains(string(b), `"rule":"schema.kind-mismatch","message":"this is a valid assessment record`) {
+					t.Errorf("report %s %v: want the kind-mismatch issue with its message", b, err)
 				}
 			}
 			for _, want := range tc.errOut {

@@ -13,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // ImportOptions configure one import.
@@ -78,6 +79,20 @@ type RejectionIssue struct {
 	Rule       string `json:"rule"`
 	Pointer    string `json:"pointer,omitempty"`
 	Expression string `json:"expression,omitempty"`
+	// Message is said only of a record of another kind
+	// (schema.kind-mismatch: the kind it is, and how to send it), which
+	// quotes nothing of the record; other issues are told by rule id.
+	Message string `json:"message,omitempty"`
+}
+
+// OtherKind returns what a Rejection's first issue says of the kind the
+// record is when it is a valid record of another kind
+// (schema.kind-mismatch), "" otherwise.
+func (r Rejection) OtherKind() string {
+	if len(r.Issues) > 0 && r.Issues[0].Rule == schemas.RuleKindMismatch {
+		return r.Issues[0].Message
+	}
+	return ""
 }
 
 // ErrKindUnknown is an import of a kind that does not exist.
@@ -178,7 +193,11 @@ func (s *Service) account(counts *ImportCounts, rec Record, again bool, err erro
 	counts.Rejected++
 	rj := Rejection{Line: rec.Line, File: rec.File, Status: kind.HTTPStatus(), Issues: make([]RejectionIssue, 0, len(issues))}
 	for _, i := range issues {
-		rj.Issues = append(rj.Issues, RejectionIssue{Rule: i.Rule, Pointer: i.Pointer, Expression: i.Expression})
+		ri := RejectionIssue{Rule: i.Rule, Pointer: i.Pointer, Expression: i.Expression}
+		if i.Rule == schemas.RuleKindMismatch {
+			ri.Message = i.Message // a first-hour review: 400 rejected, the report never said they were of another kind
+		}
+		rj.Issues = append(rj.Issues, ri)
 	}
 	if opts.Rejected != nil {
 		if err := opts.Rejected(rj); err != nil {
