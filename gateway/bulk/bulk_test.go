@@ -788,3 +788,80 @@ func TestRefusedUploadLeavesNoJob(t *testing.T) {
 		t.Fatalf("SubmitImport after the refused ones = %v, %v", j, err)
 	}
 }
+
+// savesStore records the progress of each job save.
+type savesStore struct {
+	store.Store
+	mu    sync.Mutex
+	saves []int64
+}
+
+func (s *savesStore) SaveJob(ctx context.Context, id, claim string, until time.Time, p store.JobProgress) error {
+	s.mu.Lock()
+	s.saves = append(s.saves, p.Done)
+	s.mu.Unlock()
+	return s.Store.SaveJob(ctx, id, claim, until, p)
+}
+
+// TestImportSavesProgressOverTime: an import job saves its counts at least
+// every second while records are done, not only every 200 records, so a
+// status poll of a smaller import (or one of slow records) shows progress
+// before it ends (a first-hour review: 0% until the 200th record). The
+// clock moves 100 ms a reading: a save every few records.
+func TestImportSavesProgressOverTime(t *testing.T) {
+	saves := &savesStore{}
+	a, st := newAppOn(t, 1<<20, func(st store.Store) store.Store { saves.Store = st; return saves })
+	var mu sync.Mutex
+	now := time.Now()
+	a.Bulk = bulk.New(bulk.Config{Store: st, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, PartBytes: 1 << 20,
+		Now: func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			now = now.Add(100 * time.Millisecond)
+			return now
+		}})
+	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl map[string]any
+	_ = json.Unmarshal(raw, &tmpl)
+	const n = 60 // fewer than 200
+	var body strings.Builder
+	for i := range n {
+		tmpl["source"].(map[string]any)["recordId"] = fmt.Sprintf("slow-r%04d", i)
+		b, _ := json.Marshal(tmpl)
+		body.Write(b)
+		body.WriteByte('\n')
+	}
+	ctx := context.Background()
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	j, err := a.Bulk.SubmitImport(ctx, sc, "assessment", false, strings.NewReader(body.String()), 1<<30, "https://gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		cur, err := st.Job(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur.Status == store.JobDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the import is %s after a minute", cur.Status)
+		}
+		time.Sleep(time.Millisecond) // polling a background job, not timing the test
+	}
+	saves.mu.Lock()
+	defer saves.mu.Unlock()
+	between := 0
+	for _, d := range saves.saves {
+		if d > 0 && d < n {
+			between++
+		}
+	}
+	if between == 0 {
+		t.Errorf("saves of the job's progress %v: none before its end", saves.saves)
+	}
+}

@@ -157,9 +157,13 @@ func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit i
 	}
 }
 
+// saveEvery is the longest an import job goes without saving its counts
+// (and its report) while records are done.
+const saveEvery = time.Second
+
 // runImport is the import jobs' handler: it ingests the uploaded records
 // from where the checkpoint says, saving the counts and the report every
-// few hundred records.
+// 200 records, or every saveEvery.
 func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var req importRequest
 	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
@@ -219,6 +223,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		ownFrom, ownTo = run.Job.Created, s.cfg.Now()
 	}
 	var since int64
+	lastSave := s.cfg.Now()
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID, Stop: stop,
@@ -229,8 +234,12 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 				AlreadyStored: base.AlreadyStored + c.AlreadyStored, Rejected: base.Rejected + c.Rejected,
 				Line: max(base.Line, c.Line)}
 			run.Progress(cp.Counts.Records, total)
-			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes {
-				since = 0
+			// Every 200 records, or a second after the last save: a job's
+			// status shows its progress as saved, and an import of
+			// slower records (sessions) showed 0% for its first 200 (a
+			// first-hour review).
+			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes || s.cfg.Now().Sub(lastSave) >= saveEvery {
+				since, lastSave = 0, s.cfg.Now()
 				if err := save(); err != nil && !errors.Is(err, jobs.ErrCancelled) {
 					saveErr = err // lost, or the database failed: the import stops
 					cancel()
