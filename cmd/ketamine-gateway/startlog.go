@@ -157,9 +157,19 @@ func openFailure(err error) string {
 // many steps, and each step as it starts with what it changes. The
 // listener starts only once the store is open: meanwhile /healthz and
 // /readyz do not answer, which the first line says.
+//
+// A new database (from 0) is not logged step by step: its steps take
+// moments, and what each changes for an operator of an older database
+// ("the numbers of before no longer find a delivery") says nothing of a
+// new one; logMigration's "new database created" says what happened (a
+// first-hour review: 24 lines of upgrade notes and probe advice before an
+// import's summary).
 func migrationProgress(logger *slog.Logger) func(store.MigrationStep) {
 	n := 0
 	return func(m store.MigrationStep) {
+		if m.From == 0 {
+			return
+		}
 		if m.Version == 0 {
 			n = 0
 			logger.Info("store: migrating the schema", "from", m.From, "to", m.To, "steps", m.Steps,

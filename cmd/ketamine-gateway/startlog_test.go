@@ -191,6 +191,14 @@ func TestMigrationProgressLog(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("logged %d lines, want 3: %s", len(lines), buf.String())
 	}
+	// A new database: nothing step by step (logMigration says it was
+	// created).
+	buf.Reset()
+	progress(store.MigrationStep{From: 0, To: 9, Steps: 9})
+	progress(store.MigrationStep{From: 0, To: 9, Steps: 9, Version: 1, Note: "the gateway's tables"})
+	if buf.Len() != 0 {
+		t.Errorf("a new database's migration logged %s, want nothing", buf.String())
+	}
 	if l := lines[0]; l["msg"] != "store: migrating the schema" || l["from"] != float64(7) || l["to"] != float64(9) || l["steps"] != float64(2) ||
 		!strings.Contains(fmt.Sprint(l["probes"]), "--migrate-only") {
 		t.Errorf("first line = %v, want the migration's from, to, steps and the probes' advice", l)
