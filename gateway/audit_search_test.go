@@ -72,3 +72,51 @@ func TestSearchAuditCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditAgentByID: an AuditEvent search by agent=<bare id> that finds
+// nothing carries an information outcome saying the gateway names its
+// clients by identifier (an auditor's review: an empty trail, no word
+// why); a typed reference, or another parameter, has no such note.
+func TestAuditAgentByID(t *testing.T) {
+	s, _ := auditServer(t)
+	if rec := send(s, "POST", "/ingest/assessment", string(exampleDoc(t, "assessment/phq9-moderate.json"))); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	search := func(q string) (total int, notes []string) {
+		t.Helper()
+		rec := send(s, "GET", "/fhir/AuditEvent?"+q, "")
+		var b struct {
+			Total int
+			Entry []struct {
+				Search   struct{ Mode string }
+				Resource struct {
+					Issue []struct {
+						Details struct{ Coding []struct{ Code string } }
+					}
+				}
+			}
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &b) != nil {
+			t.Fatalf("GET AuditEvent?%s = %d %s", q, rec.Code, rec.Body)
+		}
+		for _, e := range b.Entry {
+			if e.Search.Mode == "outcome" {
+				for _, i := range e.Resource.Issue {
+					notes = append(notes, i.Details.Coding[0].Code)
+				}
+			}
+		}
+		return b.Total, notes
+	}
+	if n, notes := search("agent=emr-b"); n != 0 || !slices.Contains(notes, "audit-agent-by-identifier") {
+		t.Errorf("agent=emr-b: %d found, notes %v; want none found and the note", n, notes)
+	}
+	if n, notes := search("agent=Practitioner/x,emr-b"); n != 0 || !slices.Contains(notes, "audit-agent-by-identifier") {
+		t.Errorf("agent=Practitioner/x,emr-b: %d found, notes %v; want none found and the note", n, notes)
+	}
+	for _, q := range []string{"agent=Practitioner/x", "agent:identifier=emr-b", "_id=x"} {
+		if _, notes := search(q); len(notes) != 0 {
+			t.Errorf("%s: notes %v, want none", q, notes)
+		}
+	}
+}

@@ -492,8 +492,32 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	sc.Touch(out.Page.Included...)
 	sc.Description = searchDescription(typ, out)
 	out.Page.Matches = e.subsetAll(out.Query, out.Page.Matches)
+	if typ == "AuditEvent" && len(out.Page.Matches) == 0 && agentByID(params) {
+		out.Warnings = append(out.Warnings, errAgentByID)
+	}
 	return out, nil
 }
+
+// agentByID reports whether params search AuditEvent.agent by a bare id
+// (agent=emr-b), which finds the agents referenced by resource id: the
+// gateway names its clients by identifier (agent:identifier=emr-b).
+func agentByID(params url.Values) bool {
+	for _, v := range params["agent"] {
+		for x := range strings.SplitSeq(v, ",") {
+			if x != "" && !strings.Contains(x, "/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errAgentByID is the note of an AuditEvent search by agent=<bare id> that
+// found nothing (an auditor's review: an empty trail, and no word that the
+// clients are named by identifier).
+var errAgentByID = outcome.Issue{Severity: "information", Code: "informational", Rule: "audit-agent-by-identifier",
+	Expression: "agent", Message: "agent finds an agent referenced by resource id (a Practitioner, a Device); the " +
+		"gateway names its clients by identifier: search agent:identifier=<client id> to find a client's AuditEvents"}
 
 // HistoryResult is one page of a history.
 type HistoryResult struct {
