@@ -150,16 +150,9 @@ func (e *TooManyEntries) Error() string {
 // it, it stops and returns a *TooManyEntries.
 func ExtractAtMost(resourceType string, resource map[string]any, limit int) ([]Entry, error) {
 	ds := defs(resourceType)
-	if ds == nil || resource == nil {
-		return nil, nil
-	}
-	x := &extractor{out: make([]Entry, 0, 8), limit: limit}
-	x.extract(ds, resource)
+	x := extractWith(ds, resource, limit)
 	if x.over == nil {
-		if len(x.out) == 0 {
-			return nil, nil
-		}
-		return x.out, nil
+		return x.result(), nil
 	}
 	counts := map[string]int{}
 	most := x.over
@@ -190,15 +183,28 @@ func extractParam(resourceType, name string, resource map[string]any) []Entry {
 
 // extractDefs extracts the index entries of the parameters ds.
 func extractDefs(ds []def, resource map[string]any) []Entry {
+	return extractWith(ds, resource, 0).result()
+}
+
+// extractWith extracts the entries of the parameters ds, at most limit
+// (0: any number; past it, x.over is set).
+func extractWith(ds []def, resource map[string]any, limit int) *extractor {
+	x := &extractor{limit: limit}
 	if ds == nil || resource == nil {
-		return nil
+		return x
 	}
 	// Most resources have a few to a dozen entries: room for eight saves
 	// the slice's first regrowths (an Entry is some 250 bytes).
-	x := &extractor{out: make([]Entry, 0, 8)}
+	x.out = make([]Entry, 0, 8)
 	x.extract(ds, resource)
+	return x
+}
+
+// result is the entries extracted, nil for none (as before the room was
+// made).
+func (x *extractor) result() []Entry {
 	if len(x.out) == 0 {
-		return nil // as before the room was made
+		return nil
 	}
 	return x.out
 }
