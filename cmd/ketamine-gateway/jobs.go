@@ -22,7 +22,7 @@ var jobSubcommands = []string{"list", "cancel"}
 var jobKinds = []string{bulk.KindExport, bulk.KindImport, replay.KindReplay, reindex.KindReindex}
 
 // jobStatuses are the statuses jobs list --status takes.
-var jobStatuses = []string{store.JobUploading, store.JobQueued, store.JobRunning, store.JobDone, store.JobFailed, store.JobCancelled}
+var jobStatuses = []string{store.JobUploading, store.JobQueued, store.JobRunning, store.JobDone, store.JobFailed, store.JobCancelled, store.JobDeleted}
 
 // jobsCommand is the administrator's view of the background jobs of every
 // client (exports, imports, replays, reindexes), on the database directly:
@@ -88,7 +88,11 @@ func jobsCommand(ctx context.Context, args []string, getenv func(string) string,
 		if err != nil {
 			return opError(name, err)
 		}
-		return printJSON(stdout, map[string]any{"id": pos[0], "status": store.JobCancelled, "message": desc})
+		status := store.JobCancelled
+		if j, err := st.Job(ctx, pos[0]); err == nil {
+			status = j.Status // deleted, for a job that had ended
+		}
+		return printJSON(stdout, map[string]any{"id": pos[0], "status": status, "message": desc})
 	}
 	list, err := svc.List(ctx, a.filter)
 	if err != nil {

@@ -54,8 +54,20 @@ func TestJobsListAndCancel(t *testing.T) {
 	}
 	// Cancelling a job that has ended says so (p45: it said "cancelled"
 	// with its count of items done, as if cut short).
-	if out, errOut, code := cli(t, "", "jobs", "cancel", "j3", "--db", db); code != 0 || !strings.Contains(out, "had ended (done) before it was cancelled") {
+	if out, errOut, code := cli(t, "", "jobs", "cancel", "j3", "--db", db); code != 0 || !strings.Contains(out, "had ended (done) before it was cancelled") ||
+		!strings.Contains(out, `"status": "deleted"`) {
 		t.Errorf("jobs cancel of a finished job: exit %d, %s %s", code, out, errOut)
+	}
+	// It is listed as deleted, and a second cancel says it had ended and
+	// was deleted, as the list shows (an operator's review: listed as
+	// cancelled, its finish time overwritten).
+	out, _, _ = cli(t, "", "jobs", "list", "--db", db, "--status", "deleted")
+	if !strings.Contains(out, `"id": "j3"`) {
+		t.Errorf("jobs list --status deleted:\n%s", out)
+	}
+	if _, errOut, code := cli(t, "", "jobs", "cancel", "j3", "--db", db); code != exitNotFound ||
+		!strings.Contains(errOut, "the job had ended (done") || !strings.Contains(errOut, "and was then deleted") {
+		t.Errorf("jobs cancel of a deleted job: exit %d, %s", code, errOut)
 	}
 	out, _, _ = cli(t, "", "jobs", "list", "--db", db, "--owner", "mover")
 	if !strings.Contains(out, `"id": "j1"`) || strings.Contains(out, `"j2"`) || !strings.Contains(out, `"owner": "mover"`) ||

@@ -97,7 +97,7 @@ func (c *Console) replaysPage(rq *request, d replaysData) error {
 	d.Version, d.Kinds = c.app.Replay.MappingVersion(), mapping.Kinds()
 	d.CanApply = rq.sc.TenantOf() != search.AllTenants
 	for _, j := range jobs {
-		if j.Status == store.JobCancelled {
+		if store.Withdrawn(j.Status) {
 			continue
 		}
 		d.Jobs = append(d.Jobs, replayRow{ID: j.ID, Status: j.Status, Created: when(j.Created), Done: j.Done, What: replayWhat(j)})

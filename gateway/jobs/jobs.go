@@ -326,7 +326,7 @@ func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*stor
 		return nil, ErrUnknown
 	case !j.Expires.IsZero() && !s.cfg.Now().Before(j.Expires):
 		return nil, ErrUnknown
-	case j.Status == store.JobCancelled:
+	case store.Withdrawn(j.Status):
 		return nil, cancelledError(j)
 	}
 	return j, nil
@@ -339,11 +339,19 @@ func cancelledError(j *store.Job) error {
 	msg := "the job was cancelled (by its client's DELETE, or by the administrator: the jobs command) and its files deleted"
 	var res struct{ Summary string }
 	switch {
+	case j.Status == store.JobDeleted:
+		ended := map[bool]string{true: "failed", false: "done"}[j.Error != ""]
+		if !j.Finished.IsZero() {
+			ended += ", " + j.Finished.UTC().Format(time.RFC3339)
+		}
+		msg = fmt.Sprintf("the job had ended (%s) and was then deleted (by its client's DELETE, or by the administrator: "+
+			"the jobs command), and its files with it", ended)
 	case len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Summary != "":
 		msg += ": " + res.Summary
 	case len(j.Result) > 0:
 		// A result without a summary (an export's manifest) is a job that
-		// ended before it was deleted: nothing was cut short.
+		// ended before it was deleted (by a release before JobDeleted):
+		// nothing was cut short.
 		msg = "the job had ended and was then deleted (by its client's DELETE, or by the administrator: the jobs command), and its files with it"
 	case j.Done > 0:
 		msg += fmt.Sprintf("; %d items were done when it was last saved", j.Done)
@@ -393,7 +401,7 @@ func (s *Service) CancelAny(ctx context.Context, id string) (string, error) {
 		return "", ErrUnknown
 	case err != nil:
 		return "", err
-	case j.Status == store.JobCancelled:
+	case store.Withdrawn(j.Status):
 		return "", cancelledError(j)
 	}
 	return s.cancel(ctx, j)

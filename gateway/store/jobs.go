@@ -16,7 +16,18 @@ const (
 	JobDone      = "done"
 	JobFailed    = "failed"
 	JobCancelled = "cancelled"
+	// JobDeleted is a job that had ended (done or failed) when it was
+	// cancelled (its client's DELETE of a finished export, the jobs
+	// command): nothing was stopped, its files were deleted, and its
+	// result, error and finish time are kept until it expires (an
+	// operator's review: it was listed as cancelled, its finish time
+	// overwritten).
+	JobDeleted = "deleted"
 )
+
+// Withdrawn reports whether a job of status is cancelled or deleted: its
+// files are gone, and its status answers 404 until it expires.
+func Withdrawn(status string) bool { return status == JobCancelled || status == JobDeleted }
 
 // Job is one durable background job (a bulk export, an import, a replay):
 // its request, its progress, where it got to and what it produced. The

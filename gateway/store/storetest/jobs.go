@@ -160,13 +160,34 @@ func testJobs(t *testing.T, s store.Store) {
 	if err := s.FinishJob(ctx, "j4", "c4", store.JobEnd{Status: store.JobDone, Result: []byte("{}"), Expires: exp}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CancelJob(ctx, "j4", now); err != nil {
+	done, err := s.Job(ctx, "j4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CancelJob(ctx, "j4", now.Add(time.Hour)); err != nil {
 		t.Fatalf("CancelJob of a finished job: %v", err)
 	}
 	if f := jobFile(t, s, "j4", 1); f != "" {
 		t.Errorf("file of a cancelled finished job = %q", f)
 	}
+	// Deleted, not cancelled: it had ended, and when is kept (an
+	// operator's review: listed as cancelled, its finish time overwritten).
+	if got, err := s.Job(ctx, "j4"); err != nil || got.Status != store.JobDeleted || !got.Finished.Equal(done.Finished) ||
+		string(got.Result) != "{}" || !got.Expires.Equal(now.Add(time.Hour)) {
+		t.Errorf("finished job after CancelJob = %+v, %v; want deleted, finished %v, its result kept", got, err, done.Finished)
+	}
 	isErr(t, "CancelJob again", s.CancelJob(ctx, "j4", now), store.ErrNotFound)
+	// A running job is cancelled, its end now.
+	newJob(t, s, "j5", "other", "")
+	if got, err := s.ClaimJob(ctx, []string{"other"}, "c5", now, time.Minute); err != nil || got == nil || got.ID != "j5" {
+		t.Fatalf("ClaimJob(other) = %v, %v", got, err)
+	}
+	if err := s.CancelJob(ctx, "j5", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Job(ctx, "j5"); err != nil || got.Status != store.JobCancelled || got.Finished.IsZero() {
+		t.Errorf("running job after CancelJob = %+v, %v; want cancelled, finished now", got, err)
+	}
 }
 
 // testJobLease: a running job whose lease ran out is claimed again from

@@ -336,8 +336,12 @@ func (s *Store) CancelJob(ctx context.Context, id string, expires time.Time) err
 	return s.write(ctx, func(t *tx) error {
 		// The claim stays: the runner of a running job records its final
 		// state under it (FinishJob), and a cancelled job is never claimed.
-		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE jobs SET status = 'cancelled', lease_until = 0, updated = ?,
-			finished = ?, expires = ? WHERE id = ? AND status <> 'cancelled'`),
+		// A job that had ended is deleted, its finish time kept
+		// (store.JobDeleted); the SET reads the row as it was.
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE jobs SET
+			status = CASE WHEN status IN ('done', 'failed') THEN 'deleted' ELSE 'cancelled' END, lease_until = 0, updated = ?,
+			finished = CASE WHEN status IN ('done', 'failed') THEN finished ELSE ? END, expires = ?
+			WHERE id = ? AND status NOT IN ('cancelled', 'deleted')`),
 			now, now, millis(expires), id)
 		if err != nil {
 			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(t.ctx, err))
