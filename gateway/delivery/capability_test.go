@@ -333,3 +333,44 @@ func TestCapabilityCheckCounts(t *testing.T) {
 		t.Errorf("Counts() = %d, %d; want 2, 1", unsupported, flags)
 	}
 }
+
+// TestCapabilityRecheckAfterDelivery: a delivery that succeeds while the
+// last capability check failed has the statement read again at once (the
+// destination answers), once; one while the check stands does not.
+func TestCapabilityRecheckAfterDelivery(t *testing.T) {
+	var status atomic.Int64
+	status.Store(http.StatusServiceUnavailable)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := int(status.Load()); s != http.StatusOK {
+			w.WriteHeader(s)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(capabilityStatement(t, nil))
+	}))
+	t.Cleanup(srv.Close)
+	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")}, WorkerOptions{Clock: newFakeClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := w.dests[0]
+	now := time.Now()
+	d.checkCapabilities(context.Background())
+	d.track(Result{Outcome: OutcomeRetry}, now, now)
+	if d.takeRecheck() {
+		t.Errorf("a failed attempt asks for a recheck")
+	}
+	d.track(Result{Outcome: OutcomeDone}, now, now)
+	if !d.takeRecheck() || d.takeRecheck() {
+		t.Errorf("a delivery after a failed check: want one recheck")
+	}
+	status.Store(http.StatusOK)
+	d.checkCapabilities(context.Background())
+	d.track(Result{Outcome: OutcomeDone}, now, now)
+	if d.takeRecheck() {
+		t.Errorf("a delivery while the check stands asks for a recheck")
+	}
+	if c := w.CapabilityChecks(); len(c) != 1 || c[0].Failed != "" {
+		t.Errorf("after the recheck: %+v, want it standing", c)
+	}
+}

@@ -185,6 +185,12 @@ type destWorker struct {
 	caps       *Capabilities // nil until read
 	capsFailed string        // why the last capability check failed, "" if it did not (its recovery is logged)
 	capsSince  time.Time     // when the failures of capsFailed began
+	// recheck is set by a delivery that succeeded while the last check
+	// failed: the destination answers, so its statement is read again at
+	// once, not at the next interval (an operator's review: a check that
+	// raced the EHR's start showed failed on /readyz for 5 minutes while
+	// records were delivered).
+	recheck bool
 	hold       time.Time     // no claims before (destination-wide failure)
 	holdSet    time.Time     // when the current round of failures bumped streak
 	streak     int           // consecutive rounds of destination-wide failures
@@ -357,7 +363,7 @@ func (d *destWorker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := o.Clock.Now()
 		wakeAt := now.Add(o.PollInterval)
-		if o.CapabilityInterval > 0 && !now.Before(nextCaps) {
+		if o.CapabilityInterval > 0 && (!now.Before(nextCaps) || d.takeRecheck()) {
 			nextCaps = now.Add(d.checkCapabilities(ctx))
 		}
 		if o.Observer != nil && o.BacklogInterval > 0 && !now.Before(nextBacklog) {
@@ -459,6 +465,16 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 	}
 	d.logGaps(old, caps)
 	return o.CapabilityInterval
+}
+
+// takeRecheck reports, once, that a delivery succeeded since a failed
+// capability check (recheck).
+func (d *destWorker) takeRecheck() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.recheck
+	d.recheck = false
+	return r
 }
 
 // needs are the resource types the destination is sent
@@ -947,6 +963,7 @@ func (d *destWorker) track(res Result, start, now time.Time) {
 	defer d.mu.Unlock()
 	switch {
 	case res.Outcome == OutcomeDone:
+		d.recheck = d.capsFailed != ""
 		if d.failing >= failingWarnEvery {
 			log.Info("delivery: destination answering again", "destination", d.dest.Name, "failed_attempts", d.failing)
 		}
