@@ -191,10 +191,10 @@ type destWorker struct {
 	// raced the EHR's start showed failed on /readyz for 5 minutes while
 	// records were delivered).
 	recheck bool
-	hold       time.Time     // no claims before (destination-wide failure)
-	holdSet    time.Time     // when the current round of failures bumped streak
-	streak     int           // consecutive rounds of destination-wide failures
-	failing    int           // consecutive attempts that failed but were retried (500s, timeouts), no success between
+	hold    time.Time // no claims before (destination-wide failure)
+	holdSet time.Time // when the current round of failures bumped streak
+	streak  int       // consecutive rounds of destination-wide failures
+	failing int       // consecutive attempts that failed but were retried (500s, timeouts), no success between
 }
 
 // failingWarnEvery is how many consecutive failed attempts to one
