@@ -967,6 +967,23 @@ func TestKeywordDSNRefused(t *testing.T) {
 	}
 }
 
+// TestDBDirectoryRefused: a --db that is a directory is refused (exit 2)
+// saying so, by every command that opens the database (an operator's
+// review: "unable to open database file", exit 3).
+func TestDBDirectoryRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"serve", "--addr", "nonsense", "--db", dir},
+		{"audit", "verify", "--db", dir},
+		{"import", "--kind", "vitals", "--db", dir, "-"},
+	} {
+		_, stderr, code := cli(t, "", args...)
+		if code != exitUsage || !strings.Contains(stderr, "is a directory: give the path of a database file") {
+			t.Errorf("%v: exit %d, stderr %q; want %d, saying it is a directory", args[:2], code, stderr, exitUsage)
+		}
+	}
+}
+
 // TestConfigPathsRelativeToFile: a relative file path in the --config file
 // (jwksFile, privateKeyFile, tls files) names a file beside the
 // configuration file, wherever serve was started; an absolute one stays.

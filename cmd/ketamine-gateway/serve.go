@@ -539,6 +539,14 @@ var libpqKeyword = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|pas
 // it, password included, and name it in the log. The value is not
 // repeated: it may hold a password.
 func checkDB(name, db string) error {
+	if !strings.Contains(db, "://") {
+		if fi, err := os.Stat(db); err == nil && fi.IsDir() {
+			// SQLite's "unable to open database file" said nothing of why
+			// (an operator's review).
+			return &exitError{code: exitUsage, msg: fmt.Sprintf("%s: --db %s is a directory: give the path of a database "+
+				"file (%s)", name, describeDB(db), filepath.Join(db, "ketamine-gateway.db"))}
+		}
+	}
 	if strings.Contains(db, "://") || !libpqKeyword.MatchString(db) {
 		return nil
 	}
