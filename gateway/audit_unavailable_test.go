@@ -130,6 +130,14 @@ func TestReadNotAnsweredUnaudited(t *testing.T) {
 			t.Errorf("GET %s without audit leaked the resource: %s", path, body)
 		}
 	}
+	// What discloses nothing, the same for every caller, is answered all
+	// the same (a PostgreSQL operator's review: /fhir/metadata, a FHIR
+	// health check, answered 503 while the database was down).
+	for _, path := range []string{"/fhir/metadata", "/fhir/metadata?_summary=true"} {
+		if rec := do(s, http.MethodGet, path, "", nil); rec.Code != http.StatusOK {
+			t.Errorf("GET %s without audit = %d %s, want 200", path, rec.Code, rec.Body)
+		}
+	}
 }
 
 // TestWriteBackPressure: a write that finds the store's write queue full

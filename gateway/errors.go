@@ -114,7 +114,7 @@ var (
 	}
 	// errAuditUnavailable replaces an answer whose AuditEvent could not be
 	// written (auditRequests, auditNow).
-	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "fatal",
+	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "error",
 		Code: "transient", Rule: "audit-unavailable", Message: "the request could not be audited and was not answered; retry later"}}}
 	// errBusy is the answer when the gateway is at its concurrency bound.
 	errBusy = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 1, Issues: []outcome.Issue{{Severity: "error", Code: "transient",

@@ -346,12 +346,15 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				class := store.ErrorClass(err)
 				s.log.Log(c.Request().Context(), store.LogLevel(err), "audit write failed", "route", c.Path(),
 					"method", c.Request().Method, "status", res.Status, "error_class", class)
-				if slices.Contains(sc.Rules, outcome.RuleStoreBusy) || slices.Contains(sc.Rules, outcome.RuleStoreUnavailable) {
+				if slices.Contains(sc.Rules, outcome.RuleStoreBusy) || slices.Contains(sc.Rules, outcome.RuleStoreUnavailable) ||
+					rt != nil && rt.disclosesNothing && res.Status < 400 {
 					// A refusal for back-pressure, or for a database
 					// that is not there, disclosed nothing and wrote
 					// nothing (a write's data commits with its
 					// AuditEvent): its answer leaves as it is, not
-					// blamed on the audit trail (docs/audit.md).
+					// blamed on the audit trail (docs/audit.md); so
+					// does an answer that discloses nothing (the
+					// CapabilityStatement: route.disclosesNothing).
 					buf.flush()
 					return nil
 				}

@@ -20,6 +20,13 @@ type route struct {
 	// data and are polled every few seconds).
 	interaction string
 	exempt      bool
+	// discloses nothing: the answer is the same for every caller and
+	// holds no data of the database (the CapabilityStatement, the SMART
+	// configuration). It is audited as any request, but leaves when its
+	// AuditEvent cannot be written (logged): FHIR clients and load
+	// balancers check /fhir/metadata, and a database blip made every
+	// replica look down (a PostgreSQL operator's review).
+	disclosesNothing bool
 	// scope is the gateway scope the caller needs (auth.ScopeIngest,
 	// auth.ScopeOperator, auth.ScopeAuditor); FHIR routes check SMART
 	// scopes per resource type in the engine instead. auth.ScopeAuditor
@@ -64,8 +71,8 @@ func (s *Server) table() []route {
 		{method: get, path: "/readyz", handle: s.handleReady, exempt: true, public: true, store: true},
 
 		// SMART Backend Services: discovery and the token endpoint.
-		{method: get, path: "/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true},
-		{method: get, path: "/fhir/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true},
+		{method: get, path: "/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true, disclosesNothing: true},
+		{method: get, path: "/fhir/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true, disclosesNothing: true},
 		{method: post, path: "/auth/token", handle: s.handleToken, interaction: "login", public: true},
 
 		// Native records: validate, map and store.
@@ -109,7 +116,7 @@ func (s *Server) table() []route {
 			params: []string{}},
 
 		// The FHIR R4 RESTful API (http.html).
-		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},
+		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true, disclosesNothing: true},
 		{method: post, path: "/fhir", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true}, // or batch, as the engine finds
 		{method: post, path: "/fhir/", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true},
 		{method: get, path: "/fhir/_history", handle: s.handleHistory, interaction: "history-system", fhir: true, head: true, store: true},
