@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,9 +84,26 @@ type connectError struct{ ce *pgconn.ConnectError }
 func (e *connectError) Error() string {
 	msg := "failed to connect to database " + strconv.Quote(e.ce.Config.Database)
 	if inner := errors.Unwrap(e.ce); inner != nil {
-		msg += ": " + inner.Error() // host:port (host name): what failed
+		msg += ": " + distinctCauses(inner) // host:port (host name): what failed
 	}
 	return msg
+}
+
+// distinctCauses is err's text, each cause once: pgx joins the failure of
+// every attempt it made (sslmode=prefer tries TLS, then plain), which
+// were the same line twice (a PostgreSQL operator's review).
+func distinctCauses(err error) string {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err.Error()
+	}
+	var seen []string
+	for _, e := range j.Unwrap() {
+		if e != nil && !slices.Contains(seen, e.Error()) {
+			seen = append(seen, e.Error())
+		}
+	}
+	return strings.Join(seen, "; ")
 }
 
 func (e *connectError) Unwrap() error { return e.ce }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,5 +47,23 @@ func TestMapErrCause(t *testing.T) {
 				t.Errorf("mapErr(%s) lost the server's error: %v", tc.code, err)
 			}
 		})
+	}
+}
+
+// TestConnectErrorOnce: a server that refuses the connection is told
+// once, though pgx tried twice (sslmode=prefer: TLS, then plain) and
+// joined both failures (a PostgreSQL operator's review: the same line
+// twice).
+func TestConnectErrorOnce(t *testing.T) {
+	_, err := Open(context.Background(), "postgres://kg:pw@127.0.0.1:1/kgdb?sslmode=prefer&connect_timeout=5", Options{})
+	if err == nil {
+		t.Fatal("Open of a closed port succeeded")
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "connection refused"); n != 1 {
+		t.Errorf("the cause told %d times, want once: %s", n, msg)
+	}
+	if strings.Contains(msg, "pw") && strings.Contains(msg, "kg:") {
+		t.Errorf("the error names the user and password: %s", msg)
 	}
 }
