@@ -90,7 +90,7 @@ func GatewayRules() []Rule {
 		{"audit-agent-by-identifier", "Information, with an AuditEvent search by agent=<id> that found nothing: agent finds agents referenced by resource id; the gateway names its clients by identifier (agent:identifier=<client id>)."},
 		{"subscription-unsupported", "Subscriptions are not processed (no notifications are sent): a Subscription cannot be created, changed or deleted; the gateway delivers what it stores to its configured destinations."},
 		{"resource-too-many-index-values", "A resource has more values to index for search than one may (10,000): the element of the search parameter with the most is named; split the resource, or keep such values in an element the gateway does not index."},
-		{"request-too-many-index-values", "The resources of one request have more values to index for search together than one request may (200,000); send them in smaller Bundles."},
+		{"request-too-many-index-values", "The resources of one request have more values to index for search together than one request may (400,000); send them in smaller Bundles."},
 		{"bundle-entry-request-missing", "A Bundle entry has no request."},
 		{"bundle-entry-resource-missing", "A Bundle entry whose method needs a resource has none."},
 		{"bundle-entry-method-unsupported", "A Bundle entry's method is not one the gateway supports there."},

@@ -169,12 +169,15 @@ func txFor(tx store.Tx, tenant string) store.Tx {
 
 // MaxTxEntries is the most search index entries the resources of one
 // request (a transaction or batch Bundle, a record) may have together.
-// A Synthea patient's Bundle has one in every 480-870 bytes of JSON,
-// so a Bundle of the largest body the gateway reads (16 MiB) some 35,000;
-// one resource may have search.MaxEntries. Many resources each just
-// under that bound would otherwise hold the database's write lane as
-// long as one resource past it did (an attacker's review).
-const MaxTxEntries = 200_000
+// A Synthea patient's Bundle has one in every 480-870 bytes of JSON, so a
+// Bundle of the largest body the gateway reads (16 MiB) some 35,000; the
+// gateway's own mapped resources one in every 140 bytes (120,000 in 16
+// MiB); a Bundle at the entry limit (20,000) of lean Observations of some
+// 15 each, 300,000. One resource may have search.MaxEntries: many
+// resources each just under that bound would otherwise hold the
+// database's write lane as long as one resource past it did (an
+// attacker's review), some 25 s for 16 MiB.
+const MaxTxEntries = 400_000
 
 // errTxTooManyEntries answers a request whose resources together have
 // more than MaxTxEntries index entries.
