@@ -542,8 +542,9 @@ func checkDB(name, db string) error {
 	if !strings.Contains(db, "://") {
 		if fi, err := os.Stat(db); err == nil && fi.IsDir() {
 			// SQLite's "unable to open database file" said nothing of why
-			// (an operator's review).
-			return &exitError{code: exitUsage, msg: fmt.Sprintf("%s: --db %s is a directory: give the path of a database "+
+			// (an operator's review). No database there: could not check,
+			// as for a path with no file.
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: --db %s is a directory: give the path of a database "+
 				"file (%s)", name, describeDB(db), filepath.Join(db, "ketamine-gateway.db"))}
 		}
 	}
