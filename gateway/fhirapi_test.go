@@ -1304,6 +1304,97 @@ func TestBatchReadsHoldNoWrite(t *testing.T) {
 	}
 }
 
+// slowFirstSearch is a store whose first search once armed takes delay
+// (a search that runs long), and which counts the searches run.
+type slowFirstSearch struct {
+	store.Store
+	armed    atomic.Bool
+	delay    time.Duration
+	searches atomic.Int64
+}
+
+func (s *slowFirstSearch) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
+	s.slow()
+	return s.Store.Search(ctx, q)
+}
+
+func (s *slowFirstSearch) slow() {
+	if s.armed.Load() && s.searches.Add(1) == 1 {
+		time.Sleep(s.delay)
+	}
+}
+
+// Write gives fn a transaction whose searches are slowFirstSearch's too.
+func (s *slowFirstSearch) Write(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.Write(ctx, func(tx store.Tx) error { return fn(slowTx{Tx: tx, s: s}) })
+}
+
+type slowTx struct {
+	store.Tx
+	s *slowFirstSearch
+}
+
+func (t slowTx) Search(q *search.Query) (*store.Page, error) {
+	if q.Type == "Patient" {
+		t.s.slow()
+	}
+	return t.Tx.Search(q)
+}
+
+// TestBatchReadsBudget: a batch's GET entries run for the search timeout
+// in all; the later ones are refused without running
+// (bundle-reads-too-costly), so one batch of many searches is not minutes
+// of the database (an attacker's review), nor, in a batch that writes,
+// of every tenant's writes; a transaction fails whole. The first search
+// here takes longer than the timeout.
+func TestBatchReadsBudget(t *testing.T) {
+	for _, mixed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "reads only", true: "with a write"}[mixed], func(t *testing.T) {
+			st := &slowFirstSearch{Store: tempSQLite(t, sqlite.Options{}), delay: 300 * time.Millisecond}
+			h := newServer(t, app.Config{Store: st, SearchTimeout: 200 * time.Millisecond, UpdateCreate: true}, gateway.Config{})
+			st.armed.Store(true)
+			var es []string
+			for range 5 {
+				es = append(es, `{"request":{"method":"GET","url":"Patient?name=x"}}`)
+			}
+			if mixed {
+				es = append(es, `{"resource":{"resourceType":"Patient","id":"bb-1"},"request":{"method":"PUT","url":"Patient/bb-1"}}`)
+			}
+			rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(es, ",")+`]}`)
+			if rec.Code != 200 {
+				t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+			}
+			for i := 1; i < 5; i++ {
+				if status, rule, _ := batchEntryOutcome(t, rec, i); !strings.HasPrefix(status, "400") || rule != "bundle-reads-too-costly" {
+					t.Errorf("entry %d: %s %s, want 400 bundle-reads-too-costly", i, status, rule)
+				}
+			}
+			if mixed {
+				if status, _, _ := batchEntryOutcome(t, rec, 5); !strings.HasPrefix(status, "201") {
+					t.Errorf("the write entry: %s, want 201", status)
+				}
+			}
+			if n := st.searches.Load(); n != 1 {
+				t.Errorf("%d searches ran, want the first only", n)
+			}
+		})
+	}
+	t.Run("transaction", func(t *testing.T) {
+		st := &slowFirstSearch{Store: tempSQLite(t, sqlite.Options{}), delay: 300 * time.Millisecond}
+		h := newServer(t, app.Config{Store: st, SearchTimeout: 200 * time.Millisecond}, gateway.Config{})
+		st.armed.Store(true)
+		var es []string
+		for range 5 {
+			es = append(es, `{"request":{"method":"GET","url":"Patient?name=x"}}`)
+		}
+		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(es, ",")+`]}`)
+		assertOutcome(t, rec, http.StatusBadRequest, "bundle-reads-too-costly", "")
+		if n := st.searches.Load(); n != 1 {
+			t.Errorf("%d searches ran, want the first only", n)
+		}
+	})
+}
+
 // blockingSearch is a store whose first Patient search once armed waits
 // for release, after telling entered.
 type blockingSearch struct {

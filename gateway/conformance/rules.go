@@ -87,6 +87,7 @@ func GatewayRules() []Rule {
 		{"bundle-type-unsupported", "The Bundle's type is not one the endpoint processes (transaction or batch)."},
 		{"bundle-too-many-entries", "The Bundle has more entries than the gateway processes in one request."},
 		{"bundle-answer-too-large", "The answer would exceed the size limit; ask for fewer resources."},
+		{"bundle-reads-too-costly", "A Bundle's GET entries ran for the search timeout in all: the later ones are not run; send them in another Bundle."},
 		{"audit-agent-by-identifier", "Information, with an AuditEvent search by agent=<id> that found nothing: agent finds agents referenced by resource id; the gateway names its clients by identifier (agent:identifier=<client id>)."},
 		{"subscription-unsupported", "Subscriptions are not processed (no notifications are sent): a Subscription cannot be created, changed or deleted; the gateway delivers what it stores to its configured destinations."},
 		{"resource-too-many-index-values", "A resource has more values to index for search than one may (10,000): the element of the search parameter with the most is named; split the resource, or keep such values in an element the gateway does not index."},

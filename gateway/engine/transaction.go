@@ -166,9 +166,18 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// order.
 	defer render(entries, now, store.TxWritesAhead(tx))()
 	shown := 0
+	reads := readBudget{left: e.searchTimeout} // the GET entries' time in all, as in a batch
 	for _, en := range order {
 		refs.cur, rw.FullURL = en, en.fullURL // a patch's references are rewritten as it runs
-		if err := e.execEntry(tx, sc, en, &rw, now); err != nil {
+		exec := func() error { return e.execEntry(tx, sc, en, &rw, now) }
+		if en.method == "GET" {
+			if reads.spent() {
+				return fail(en, errReadsTooCostly(e.searchTimeout))
+			}
+			if err := reads.run(exec); err != nil {
+				return fail(en, err)
+			}
+		} else if err := exec(); err != nil {
 			return fail(en, err)
 		}
 		if err := e.answerWithin(en, &shown); err != nil {
