@@ -48,7 +48,8 @@ var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
 // Config.UpdateCreate lets clients choose ids), so it tells nothing about
 // other tenants.
 var errIDTaken = outcome.New(outcome.NotFound, "not-found", "id-unavailable",
-	"no resource with this id can be updated or created by this client; create it with POST and let the server choose its id")
+	"no resource with this id can be updated or created by this client; create it with POST to the type, without an id "+
+		"(and, in a conditional create, without an _id criterion), and let the server choose its id")
 
 // visible reports whether a resource of tenant owner may be shown to
 // tenant (search.AllTenants sees everything).
