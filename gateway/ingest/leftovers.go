@@ -49,8 +49,8 @@ var retiredByStatus = map[string]bool{"Observation": true, "Procedure": true, "M
 // the withdrawal) whose resources it retires: the withdrawal's Provenance
 // names them with the records it nests, so that the lineage of such a
 // record shows the withdrawal that retired it (an EHR review).
-func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []audit.NestedRecord, error) {
-	left, err := leftovers(st, tenant, s.p.opts.IdentifierBase, rec, res)
+func (s *Service) retireLeftovers(st store.Tx, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []audit.NestedRecord, error) {
+	left, err := leftovers(st, s.p.opts.IdentifierBase, rec, res)
 	if err != nil || len(left) == 0 {
 		return res, raws, docs, checked, nil, err
 	}
@@ -158,7 +158,7 @@ func readReceipt(p *store.Resource) (*receipt, error) {
 // leftovers are the resources earlier versions of rec wrote (their record
 // Provenances' targets) that res does not write, whose current version
 // one of them wrote and that are not retired, in a stable order.
-func leftovers(st store.Tx, tenant, identifierBase string, rec record, res *mapping.Result) ([]leftover, error) {
+func leftovers(st store.Tx, identifierBase string, rec record, res *mapping.Result) ([]leftover, error) {
 	src := rec.rec.Env().Source
 	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
 	var nested []audit.NestedRecord      // the records the record's versions nested
@@ -200,34 +200,19 @@ func leftovers(st store.Tx, tenant, identifierBase string, rec record, res *mapp
 					}
 				}
 			}
-			p, err := st.Read("Provenance", audit.RecordProvenanceID(tenant, src.System, string(k), src.RecordID, v.Version))
-			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-				continue // stored before receipts had ids of their own
-			}
-			if err != nil {
-				return nil, err
-			}
-			prov, err := readReceipt(p)
-			if err != nil {
-				return nil, err
-			}
-			take(prov)
 		}
-		// A mapping replay's correction of a version is a receipt of its
-		// own (its id not the version's): what it wrote is the record's
-		// too (a safety review: a session withdrawn after a replay left
-		// the item 9 and the Flag the replay had rewritten standing, at
-		// the gateway and at the EHR). Only the gateway's own Provenances
-		// whose first entity is the record are believed.
+		// The record's receipts: one per version the ingest stored, and a
+		// mapping replay's correction of a version, a receipt of its own
+		// (a safety review: a session withdrawn after a replay left the
+		// item 9 and the Flag the replay had rewritten standing, at the
+		// gateway and at the EHR), found in one search. Only the gateway's
+		// own Provenances whose first entity is the record are believed.
 		system := mapping.RecordSystem(identifierBase, src.System, k)
 		ps, err := searchAll(st, "Provenance", "entity:identifier", system+"|"+src.RecordID)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range ps {
-			if audit.ReservedProvenanceID(p.ID) {
-				continue // a version's receipt: read above
-			}
 			prov, err := readReceipt(p)
 			if err != nil {
 				return nil, err

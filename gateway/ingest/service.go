@@ -490,7 +490,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var retiredNested []audit.NestedRecord // records earlier versions nested whose resources the withdrawal retires
 	if withdrawal && stored != nil {
 		// A withdrawal retires what earlier versions wrote too.
-		if res, raws, docs, checked, retiredNested, err = s.retireLeftovers(st, tenant, rec, res, raws, docs, checked); err != nil {
+		if res, raws, docs, checked, retiredNested, err = s.retireLeftovers(st, rec, res, raws, docs, checked); err != nil {
 			return nil, false, err
 		}
 	}
