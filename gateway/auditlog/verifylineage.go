@@ -350,8 +350,11 @@ func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntr
 // Provenance/id without a hash, is the first AuditEvent to name it, as
 // the request that wrote it is (lineage.go's receipt finds that request
 // so): no AuditEvent naming it was recorded before ev. One recorded at
-// the same instant, or an index that does not find the earlier one, is
-// taken as not earlier: the version is counted as unchecked, as it was.
+// the same instant is earlier if the chain holds it before e (a session's
+// ingest moves the write clock some milliseconds ahead of the wall
+// clock, and reads of its receipt right after it share its instant: they
+// were counted as unchecked); one the index does not find is taken as not
+// earlier: the version is counted as unchecked, as it was.
 func (c *lineageChecker) firstNamed(ctx context.Context, e audit.ChainEntry, ev *chainedEvent, id string) (bool, error) {
 	at, err := time.Parse(time.RFC3339Nano, ev.Recorded)
 	if err != nil {
@@ -374,17 +377,31 @@ func (c *lineageChecker) firstNamed(ctx context.Context, e audit.ChainEntry, ev 
 		}
 		c.firsts[id] = f
 	}
-	if f.id == "" || f.id == e.ID {
+	switch {
+	case f.id == "" || f.id == e.ID || f.at.IsZero() || f.at.After(at):
 		return true, nil
+	case f.at.Before(at):
+		return false, nil
 	}
-	return f.at.IsZero() || !f.at.Before(at), nil
+	if f.seq == 0 {
+		seq, err := c.st.AuditChainSeq(ctx, f.id)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		f.seq, c.firsts[id] = seq, firstNaming{id: f.id, at: f.at, seq: seq}
+	}
+	return f.seq > e.Seq, nil
 }
 
 // firstNaming is the first AuditEvent to name a Provenance (id "": none
 // found; at zero: its recorded time unreadable).
 type firstNaming struct {
-	id string
-	at time.Time
+	id  string
+	at  time.Time
+	seq int64 // its chain entry's, once looked up (0: not yet)
 }
 
 // checkSent checks the attempt delivery-send AuditEvent ev recorded (sent,

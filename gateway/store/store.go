@@ -231,6 +231,10 @@ type Store interface {
 	// (nothing else read): where an incremental verification links its
 	// first record. Returns ErrNotFound if the chain holds no entry seq.
 	AuditChainHash(ctx context.Context, seq int64) (string, error)
+	// AuditChainSeq returns the seq of AuditEvent id's chain entry:
+	// which of two AuditEvents recorded at one instant came first.
+	// Returns ErrNotFound if the chain holds no entry of id.
+	AuditChainSeq(ctx context.Context, id string) (int64, error)
 	// AuditChainSeek finds where an export of the period [since, until)
 	// (a zero until: no end) starts without walking the chain: before is
 	// the seq of the chain entry before the period's first (0: none), the

@@ -140,6 +140,14 @@ func testAuditChain(t *testing.T, s store.Store) {
 		}
 	}
 
+	// One entry's seq, by its AuditEvent's id.
+	if seq, err := s.AuditChainSeq(ctx, "a4"); seq != 4 || err != nil {
+		t.Errorf("AuditChainSeq(a4) = %d, %v; want 4", seq, err)
+	}
+	if seq, err := s.AuditChainSeq(ctx, "a9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AuditChainSeq(a9) = %d, %v; want ErrNotFound", seq, err)
+	}
+
 	stop := errors.New("stop")
 	calls := 0
 	err = s.AuditChainAfter(ctx, 0, func(audit.ChainEntry) error {

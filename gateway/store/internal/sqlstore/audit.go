@@ -245,6 +245,21 @@ func (s *Store) AuditChainHash(ctx context.Context, seq int64) (hash string, err
 	return hash, nil
 }
 
+// AuditChainSeq implements store.Store (audit_chain.id is unique, so
+// indexed).
+func (s *Store) AuditChainSeq(ctx context.Context, id string) (seq int64, err error) {
+	err = s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(`SELECT seq FROM audit_chain WHERE id = ?`), id).Scan(&seq)
+	})
+	switch {
+	case errNoRows(err):
+		return 0, fmt.Errorf("%s: audit chain entry of %s: %w", s.d.Name, id, store.ErrNotFound)
+	case err != nil:
+		return 0, fmt.Errorf("%s: audit chain entry of %s: %w", s.d.Name, id, s.err(ctx, err))
+	}
+	return seq, nil
+}
+
 // AuditChainHead implements store.Store.
 func (s *Store) AuditChainHead(ctx context.Context) (seq int64, hash string, err error) {
 	err = s.db.Read(ctx, func(c Conn) error {
