@@ -294,14 +294,24 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 	if err != nil {
 		return nil, err
 	}
+	var dead []int64
+	for _, it := range items {
+		if it.Status == store.StatusDead {
+			dead = append(dead, it.ID)
+		}
+	}
+	later := map[int64]store.Superseding{}
+	if len(dead) > 0 {
+		if later, err = s.store.Superseders(ctx, dead); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]View, 0, len(items))
 	now := s.now()
 	for _, it := range items {
 		v := NewView(ids, it, nil, false)
 		v.noteClaim(now)
-		if err := s.superseded(ctx, ids, it, &v); err != nil {
-			return nil, err
-		}
+		v.supersededBy(ids, later[it.ID])
 		out = append(out, v)
 	}
 	if err := s.mark(ctx, tenant, out); err != nil {
@@ -368,14 +378,23 @@ func (s *Service) superseded(ctx context.Context, ids *IDs, it *store.OutboxItem
 		return nil
 	}
 	later, status, err := s.store.Superseder(ctx, it.ID)
-	if err != nil || later == 0 {
+	if err != nil {
 		return err
 	}
-	if status == store.StatusDead {
-		status = "withheld" // a withdrawal never sent: its record never reached the destination
-	}
-	v.SupersededBy, v.SupersededStatus = ids.Encode(later), status
+	v.supersededBy(ids, store.Superseding{ID: later, Status: status})
 	return nil
+}
+
+// supersededBy sets v.SupersededBy and v.SupersededStatus to l, the later
+// delivery that supersedes v's dead letter, if any (l.ID 0: none).
+func (v *View) supersededBy(ids *IDs, l store.Superseding) {
+	if l.ID == 0 {
+		return
+	}
+	if l.Status == store.StatusDead {
+		l.Status = "withheld" // a withdrawal never sent: its record never reached the destination
+	}
+	v.SupersededBy, v.SupersededStatus = ids.Encode(l.ID), l.Status
 }
 
 // blocker returns the public id of the delivery that item id waits for
@@ -753,8 +772,10 @@ type Backlog struct {
 	// that concern the whole destination (429, 503, 401, unreachable): no
 	// delivery to it is attempted before.
 	HeldUntil *time.Time `json:"heldUntil,omitempty"`
-	// NotConfigured is set for a destination with deliveries pending that
-	// the serving gateway does not have: nothing sends them.
+	// NotConfigured is set for a destination with deliveries (pending
+	// or dead) that the serving gateway does not have: nothing sends the
+	// pending ones, and its dead letters are those of a destination
+	// removed or renamed (an EHR review: they showed as any other's).
 	NotConfigured bool `json:"notConfigured,omitempty"`
 }
 
@@ -784,7 +805,7 @@ func (s *Service) deliveryWorker() Worker {
 
 // Unconfigured returns the backlog of the destinations with deliveries
 // pending that the serving gateway does not have (none for a command on
-// the database, which knows no configuration).
+// the database, which knows no configuration): nothing sends them.
 func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
 	r, err := s.Ready(ctx)
 	if err != nil {
@@ -792,7 +813,7 @@ func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
 	}
 	var out []Backlog
 	for _, b := range r.Backlog {
-		if b.NotConfigured {
+		if b.NotConfigured && b.Pending > 0 {
 			out = append(out, b)
 		}
 	}
@@ -899,8 +920,15 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 		if until, ok := holds[st.Destination]; ok {
 			b.HeldUntil = &until
 		}
-		b.NotConfigured = s.destinations != nil && st.Pending > 0 && !slices.Contains(s.destinations, st.Destination)
+		b.NotConfigured = s.destinations != nil && st.Pending+st.Dead > 0 && !slices.Contains(s.destinations, st.Destination)
 		out.Backlog = append(out.Backlog, b)
+	}
+	// Every configured destination is listed, one without deliveries yet
+	// with zeros (it did not show until its first delivery).
+	for _, d := range s.destinations {
+		if !slices.ContainsFunc(out.Backlog, func(b Backlog) bool { return b.Destination == d }) {
+			out.Backlog = append(out.Backlog, Backlog{Destination: d})
+		}
 	}
 	return out, nil
 }

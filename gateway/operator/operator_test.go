@@ -52,22 +52,29 @@ func enqueue(t *testing.T, st store.Store, dest, record, version, status string)
 }
 
 // TestReadyShowsHoldsAndUnconfiguredDestinations: /readyz's backlog says
-// until when a destination is held, and marks the destinations with
-// deliveries pending that the serving gateway does not have.
+// until when a destination is held, marks the destinations with
+// deliveries pending or dead that the serving gateway does not have
+// (Unconfigured: those with deliveries pending, which nothing sends), and
+// lists every configured destination, one without deliveries with zeros
+// (an EHR review: a renamed destination's dead letters showed as any
+// other's, and the new one not at all).
 func TestReadyShowsHoldsAndUnconfiguredDestinations(t *testing.T) {
 	st := openStore(t)
 	enqueue(t, st, "hosp", "R1", "1", store.StatusPending)
 	enqueue(t, st, "old", "R2", "1", store.StatusPending)
-	enqueue(t, st, "gone", "R3", "1", store.StatusDone) // nothing pending: nothing lost
+	enqueue(t, st, "gone", "R3", "1", store.StatusDone)    // nothing pending: nothing lost
+	enqueue(t, st, "renamed", "R4", "1", store.StatusDead) // its dead letters
 	until := time.Now().Add(time.Minute).UTC()
 	for _, tc := range []struct {
-		name      string
-		dests     []string
-		wantStale []string
-		wantHeld  bool
+		name       string
+		dests      []string
+		wantStale  []string
+		wantUnsent int
+		wantHeld   bool
+		wantNew    bool
 	}{
-		{"serving", []string{"hosp"}, []string{"old"}, true},
-		{"a command on the database", nil, nil, false},
+		{"serving", []string{"hosp", "new"}, []string{"old", "renamed"}, 1, true, true},
+		{"a command on the database", nil, nil, 0, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ops := operator.New(st, tc.dests, nil, nil)
@@ -79,21 +86,29 @@ func TestReadyShowsHoldsAndUnconfiguredDestinations(t *testing.T) {
 				t.Fatalf("Ready = %+v %v", r, err)
 			}
 			var stale []string
+			listed := false
 			for _, b := range r.Backlog {
 				if b.NotConfigured {
 					stale = append(stale, b.Destination)
+				}
+				if b.Destination == "new" {
+					listed = b.Pending == 0 && b.Dead == 0 && !b.NotConfigured
 				}
 				held := b.HeldUntil != nil && b.HeldUntil.Equal(until)
 				if want := tc.wantHeld && b.Destination == "hosp"; held != want {
 					t.Errorf("%s: heldUntil %v, want held %v", b.Destination, b.HeldUntil, want)
 				}
 			}
+			slices.Sort(stale)
 			if strings.Join(stale, ",") != strings.Join(tc.wantStale, ",") {
 				t.Errorf("not configured: %v, want %v", stale, tc.wantStale)
 			}
+			if listed != tc.wantNew {
+				t.Errorf("the configured destination without deliveries listed with zeros: %v, want %v (%+v)", listed, tc.wantNew, r.Backlog)
+			}
 			got, err := ops.Unconfigured(context.Background())
-			if err != nil || len(got) != len(tc.wantStale) {
-				t.Errorf("Unconfigured = %+v %v, want %v", got, err, tc.wantStale)
+			if err != nil || len(got) != tc.wantUnsent {
+				t.Errorf("Unconfigured = %+v %v, want %d", got, err, tc.wantUnsent)
 			}
 		})
 	}

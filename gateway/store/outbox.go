@@ -153,6 +153,13 @@ const (
 	AnswerNoteSystem = "https://ketamine-gateway.org/fhir/CodeSystem/validation-rule"
 )
 
+// Superseding is the later item that supersedes a dead letter
+// (Outbox.Superseders): its id and status.
+type Superseding struct {
+	ID     int64
+	Status string
+}
+
 // DeliveryFilter selects items for the operator's listing. Each string
 // field that is not empty must match exactly; Since and Until bound
 // Created (Since inclusive, Until exclusive) when not zero. Limit <= 0 or
@@ -279,6 +286,10 @@ type Outbox interface {
 	// sharing one of its order keys and with a larger id, that is not a
 	// dead letter (or is a withheld withdrawal); 0 if there is none.
 	Superseder(ctx context.Context, id int64) (int64, string, error)
+	// Superseders is Superseder of each of ids in one read (a listing's
+	// page of dead letters): the items without one are absent from the
+	// map.
+	Superseders(ctx context.Context, ids []int64) (map[int64]Superseding, error)
 	// EarlierReached reports whether an item to item id's destination, of
 	// its tenant, sharing one of its order keys and with a smaller id may
 	// have reached the destination, as Reached tells: delivered, pending

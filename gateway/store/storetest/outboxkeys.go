@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,14 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 	}
 	if id, status, err := ob.Superseder(ctx, x1.ID); err != nil || id != x3.ID || status != store.StatusDead {
 		t.Errorf("Superseder(x1) = %d %s %v, want the withheld withdrawal %d", id, status, err, x3.ID)
+	}
+	// Superseders answers as Superseder for each of a page's ids at once,
+	// leaving out those without one (and an id that names nothing).
+	page, err := ob.Superseders(ctx, []int64{v1.ID, free.ID, x1.ID, x2.ID, x3.ID, x3.ID + 1000})
+	want := map[int64]store.Superseding{v1.ID: {ID: v2.ID, Status: store.StatusDone},
+		x1.ID: {ID: x3.ID, Status: store.StatusDead}, x2.ID: {ID: x3.ID, Status: store.StatusDead}}
+	if err != nil || !maps.Equal(page, want) {
+		t.Errorf("Superseders = %v %v, want %v", page, err, want)
 	}
 	// Reached: a destination holding an item of one of the keys not dead
 	// (done, pending: the session nesting W at ehr), not one whose items

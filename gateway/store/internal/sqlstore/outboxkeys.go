@@ -190,6 +190,52 @@ func (s *Store) Superseder(ctx context.Context, id int64) (later int64, status s
 	return later, status, nil
 }
 
+// Superseders implements store.Outbox: laterItemOn of each id, in one
+// statement per 500 ids (a listing's page is at most 1000).
+func (s *Store) Superseders(ctx context.Context, ids []int64) (map[int64]store.Superseding, error) {
+	out := make(map[int64]store.Superseding)
+	err := s.db.Read(ctx, func(c Conn) error {
+		for len(ids) > 0 {
+			n := min(len(ids), 500)
+			args := make([]any, 0, n+2)
+			args = append(args, len(store.WithheldWithdrawal), store.WithheldWithdrawal)
+			for _, id := range ids[:n] {
+				args = append(args, id)
+			}
+			ids = ids[n:]
+			rows, err := c.Query(ctx, s.bind(`SELECT x.id, l.id, l.status FROM outbox x
+				JOIN outbox l ON l.id = (SELECT lk.item_id FROM outbox_keys k
+					JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant
+						AND lk.order_key = k.order_key AND lk.item_id > k.item_id
+					JOIN outbox l2 ON l2.id = lk.item_id
+					WHERE k.item_id = x.id AND (l2.status <> 'dead' OR substr(l2.last_error, 1, ?) = ?)
+					ORDER BY lk.item_id DESC LIMIT 1)
+				WHERE x.id IN (?`+strings.Repeat(", ?", n-1)+`)`), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id int64
+				var l store.Superseding
+				if err := rows.Scan(&id, &l.ID, &l.Status); err != nil {
+					rows.Close()
+					return err
+				}
+				out[id] = l
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: superseders: %w", s.d.Name, s.err(ctx, err))
+	}
+	return out, nil
+}
+
 // OutboxKeysLive is both stores' index of the live keys (a migration after
 // OutboxKeysIndex's): RepairOrder finds the flags to clear through it,
 // never reading the keys of the delivered history.
