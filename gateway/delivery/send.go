@@ -131,9 +131,17 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 	if resp.status == http.StatusPreconditionFailed {
 		// What the EHR's 412 means for the gateway's conditional requests,
 		// and the remedy (docs/mapping.md §6).
-		reason += ": more than one resource at the EHR matches a conditional request's criteria (for a Patient: " +
-			"one with the clinic identifier, another with the MRN); merge them at the EHR, then retry the delivery (once a later " +
-			"version of the record is delivered there, it supersedes this one: nothing is to retry)"
+		// The gateway sends no If-Match, so a conditional request's
+		// criteria matching several resources is the likely cause, not a
+		// certain one; a 412 to the whole Bundle names no entry (an EHR
+		// review: stated as a fact, without saying which entry).
+		likely := "most likely more than one resource at the EHR matches a conditional request's criteria"
+		if what == "" {
+			likely += " (the EHR's answer names no entry: its OperationOutcome may)"
+		}
+		reason += ": " + likely + " (for a Patient: one with the clinic identifier, another with the MRN); merge them at " +
+			"the EHR, then retry the delivery (once a later version of the record is delivered there, it supersedes this one: " +
+			"nothing is to retry)"
 	}
 	if what != "" {
 		reason = what + ": " + reason

@@ -280,3 +280,30 @@ func TestRetryNeverPastTheDeadLetterDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestPreconditionFailedReason: a 412 is a dead letter whose reason gives
+// the likely cause and the remedy, as likely, not as a fact (the gateway
+// sends no If-Match, but an EHR may answer 412 for its own reasons), and
+// for a 412 to the whole Bundle says that it names no entry (an EHR
+// review).
+func TestPreconditionFailedReason(t *testing.T) {
+	c := &Client{clock: newFakeClock()}
+	resp := &response{status: http.StatusPreconditionFailed, header: http.Header{}}
+	for _, tc := range []struct {
+		what string
+		want []string
+	}{
+		{"", []string{"http 412: most likely more than one resource", "the EHR's answer names no entry", "merge them at the EHR"}},
+		{"Bundle.entry[0] (POST Patient)", []string{"Bundle.entry[0] (POST Patient): http 412: most likely", "merge them at the EHR"}},
+	} {
+		r := c.failure(tc.what, resp, nil)
+		for _, w := range tc.want {
+			if !strings.Contains(r.Error, w) || r.Outcome != OutcomeDead {
+				t.Errorf("failure(%q) = %s %q, want dead and %q", tc.what, r.Outcome, r.Error, w)
+			}
+		}
+		if tc.what != "" && strings.Contains(r.Error, "names no entry") {
+			t.Errorf("failure(%q) = %q says it names no entry", tc.what, r.Error)
+		}
+	}
+}
