@@ -177,7 +177,9 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		return &exitError{code: exitUnchecked, msg: msg}
 	}
 	pending := sum.Refused + sum.Diverged + sum.Conflicts
-	if !opts.Apply {
+	if opts.Apply {
+		pending += sum.PartlyDiverged // (a dry run counts them among the changed)
+	} else {
 		pending += sum.Changed
 	}
 	if pending > 0 {
@@ -337,6 +339,10 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options, stopped b
 	verb := "would change"
 	if opts.Apply {
 		verb = "changed (written)"
+	}
+	if s.PartlyDiverged > 0 {
+		verb += fmt.Sprintf(" (%d of them partly diverged: resources another source changed since are left as they are)",
+			s.PartlyDiverged)
 	}
 	fmt.Fprintf(tw, "Mapping %s over %s: %d unchanged, %d %s, %d refused now, %d diverged, %d without a stored input",
 		s.MappingVersion, auditlog.Counted(s.Records, "record"), s.Unchanged, s.Changed, verb, s.Refused, s.Diverged, s.NoInput)

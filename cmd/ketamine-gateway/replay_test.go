@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -73,5 +77,53 @@ func TestReplayDryRunWritesNothing(t *testing.T) {
 	}
 	if after := versions(); after != before {
 		t.Errorf("a dry replay left %d versions, want the %d before", after, before)
+	}
+}
+
+// TestReplayApplyPartlyDiverged (a mapping developer's review): an apply
+// that writes a record but leaves one of its resources, which a client
+// changed since, as it is reports the record partly diverged and exits 1,
+// as the dry run after it does; it said "0 diverged" and exited 0.
+func TestReplayApplyPartlyDiverged(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "g.db")
+	importExample(t, db, "vitals/pre-dose-baseline.json")
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := search.Parse("Observation", url.Values{"code": {"http://loinc.org|8867-4"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := st.Search(ctx, q)
+	if err != nil || len(pg.Matches) != 1 {
+		t.Fatalf("the heart rate Observation: %+v %v", pg, err)
+	}
+	hr := *pg.Matches[0]
+	hr.Version++
+	hr.LastUpdated = hr.LastUpdated.Add(time.Minute)
+	hr.Body = bytes.Replace(hr.Body, []byte(`"value":76`), []byte(`"value":77`), 1)
+	if bytes.Equal(hr.Body, pg.Matches[0].Body) {
+		t.Fatalf("no heart rate of 76 in %s", hr.Body)
+	}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Put(&hr, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	// Respiratory rate 14 is high under these thresholds: the record
+	// changes, but for the client's heart rate.
+	cfg := writeTemp(t, "s.json", `{"safety": {"vitals": {"respiratoryRate": {"high": 12, "criticalHigh": 20}}}}`)
+	apply := []string{"replay", "--db", db, "--config", cfg, "--apply", "--reason", "RR thresholds"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{apply, "1 changed (written) (1 of them partly diverged"},
+		{[]string{"replay", "--db", db, "--config", cfg}, "0 would change, 0 refused now, 1 diverged"},
+	} {
+		if out, errOut, code := cli(t, "", tc.args...); code != exitInvalid || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, exitInvalid, out, errOut, tc.want)
+		}
 	}
 }

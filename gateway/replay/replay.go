@@ -247,7 +247,13 @@ type Summary struct {
 	Changed        int    `json:"changed"`
 	Refused        int    `json:"refused"`
 	Diverged       int    `json:"diverged"`
-	NoInput        int    `json:"noInput"`
+	// PartlyDiverged counts the changed records that also hold resources
+	// another source changed since (left as they are, as a diverged
+	// record's): an apply writes the rest, and each run reports them
+	// again (a mapping developer's review: an apply that left one said
+	// "0 diverged" and exited 0, and the dry run after it exited 1).
+	PartlyDiverged int `json:"partlyDiverged"`
+	NoInput        int `json:"noInput"`
 	// Withdrawn counts the records whose latest version withdraws them
 	// (StatusWithdrawn): not compared, never corrected.
 	Withdrawn  int `json:"withdrawn"`
@@ -451,6 +457,9 @@ func (sum *Summary) count(r RecordResult) {
 	if r.Status != StatusChanged {
 		return
 	}
+	if slices.ContainsFunc(r.Resources, func(d ResourceDiff) bool { return d.Skipped != "" }) {
+		sum.PartlyDiverged++
+	}
 	seen := map[string]bool{}
 	for _, d := range r.Resources {
 		if d.Skipped != "" {
@@ -481,13 +490,18 @@ func (sum *Summary) stopped() string {
 	if sum.Withdrawn > 0 {
 		withdrawn = fmt.Sprintf(", %d withdrawn (left as they are)", sum.Withdrawn)
 	}
-	if !sum.Applied {
-		return fmt.Sprintf("the replay (dry run) stopped after %d records: %d unchanged, %d would change, %d refused now, %d diverged, "+
-			"%d without a stored input%s; nothing was written", sum.Records, sum.Unchanged, sum.Changed, sum.Refused, sum.Diverged, sum.NoInput, withdrawn)
+	partly := ""
+	if sum.PartlyDiverged > 0 {
+		partly = fmt.Sprintf(" (%d of them partly diverged)", sum.PartlyDiverged)
 	}
-	return fmt.Sprintf("the replay (apply) stopped after %d records: %d changed (written), %d unchanged, %d refused now, %d diverged, "+
+	if !sum.Applied {
+		return fmt.Sprintf("the replay (dry run) stopped after %d records: %d unchanged, %d would change%s, %d refused now, %d diverged, "+
+			"%d without a stored input%s; nothing was written", sum.Records, sum.Unchanged, sum.Changed, partly, sum.Refused, sum.Diverged,
+			sum.NoInput, withdrawn)
+	}
+	return fmt.Sprintf("the replay (apply) stopped after %d records: %d changed (written)%s, %d unchanged, %d refused now, %d diverged, "+
 		"%d in conflict, %d without a stored input%s; %d corrections enqueued; those records stay corrected, "+
-		"and a replay run again goes on with the others", sum.Records, sum.Changed, sum.Unchanged, sum.Refused, sum.Diverged,
+		"and a replay run again goes on with the others", sum.Records, sum.Changed, partly, sum.Unchanged, sum.Refused, sum.Diverged,
 		sum.Conflicts, sum.NoInput, withdrawn, sum.Deliveries)
 }
 
