@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // The failures only the HTTP edge can find: the request's shape, media
@@ -140,17 +141,8 @@ const bodyTooLargeHint = "a native record is far smaller (at most 10,000 JSON va
 // bodyTooLarge refuses a body over limit bytes (413), saying the limit,
 // the serve flag that sets it and what to do (hint).
 func bodyTooLarge(limit int64, flag, hint string) error {
-	size := fmt.Sprintf("%d bytes", limit)
-	switch {
-	case limit >= 1<<30 && limit%(1<<30) == 0:
-		size = fmt.Sprintf("%d GiB", limit>>30)
-	case limit >= 1<<20 && limit%(1<<20) == 0:
-		size = fmt.Sprintf("%d MiB", limit>>20)
-	case limit >= 1<<10 && limit%(1<<10) == 0:
-		size = fmt.Sprintf("%d KiB", limit>>10)
-	}
-	return outcome.New(outcome.TooLarge, "too-costly", "body-too-large",
-		fmt.Sprintf("the request body is larger than this gateway's limit of %s (serve %s): %s", size, flag, hint))
+	return outcome.New(outcome.TooLarge, "too-costly", "body-too-large", fmt.Sprintf("the request body is larger than "+
+		"this gateway's limit of %s (serve %s): %s", search.Bytes(limit), flag, hint))
 }
 
 // paramUnknown refuses a query parameter an endpoint does not take

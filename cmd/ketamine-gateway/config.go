@@ -55,6 +55,7 @@ type searchConfig struct {
 	MaxIncludes         int    `json:"maxIncludes"`
 	MaxIncluded         int    `json:"maxIncluded"`
 	IncludeRounds       int    `json:"includeRounds"`
+	MaxPageBytes        int    `json:"maxPageBytes"`
 	Timeout             string `json:"timeout"`
 	ConcurrentPerClient int    `json:"concurrentPerClient"`
 }
@@ -68,7 +69,7 @@ func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits
 	}
 	for name, v := range map[string]int{"maxParams": sc.MaxParams, "maxRepeats": sc.MaxRepeats, "maxValues": sc.MaxValues,
 		"maxChainDepth": sc.MaxChainDepth, "maxIncludes": sc.MaxIncludes, "maxIncluded": sc.MaxIncluded,
-		"includeRounds": sc.IncludeRounds, "concurrentPerClient": sc.ConcurrentPerClient} {
+		"includeRounds": sc.IncludeRounds, "maxPageBytes": sc.MaxPageBytes, "concurrentPerClient": sc.ConcurrentPerClient} {
 		if v < 0 {
 			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.%s must not be negative", name)
 		}
@@ -83,7 +84,7 @@ func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits
 		timeout = d
 	}
 	l := search.Limits{Params: sc.MaxParams, Repeats: sc.MaxRepeats, Values: sc.MaxValues, ChainDepth: sc.MaxChainDepth,
-		Includes: sc.MaxIncludes, Included: sc.MaxIncluded, IncludeRounds: sc.IncludeRounds}
+		Includes: sc.MaxIncludes, Included: sc.MaxIncluded, IncludeRounds: sc.IncludeRounds, PageBytes: sc.MaxPageBytes}
 	return l, timeout, sc.ConcurrentPerClient, nil
 }
 

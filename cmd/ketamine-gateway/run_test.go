@@ -905,6 +905,7 @@ func TestSearchSection(t *testing.T) {
 		"timeout at the write timeout": `{"timeout": "120s"}`,
 		"timeout not a duration":       `{"timeout": "soon"}`,
 		"negative limit":               `{"maxRepeats": -1}`,
+		"negative page bytes":          `{"maxPageBytes": -1}`,
 		"unknown field":                `{"maxRepetitions": 3}`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -915,8 +916,8 @@ func TestSearchSection(t *testing.T) {
 			}
 		})
 	}
-	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7}, writeTimeout)
-	if err != nil || limits.Repeats != 3 || timeout != 2*time.Second || per != 7 {
+	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7, MaxPageBytes: 1 << 20}, writeTimeout)
+	if err != nil || limits.Repeats != 3 || timeout != 2*time.Second || per != 7 || limits.PageBytes != 1<<20 {
 		t.Errorf("searchSettings = %+v %v %d %v", limits, timeout, per, err)
 	}
 	client := func(tenant string) auth.Client { return auth.Client{ID: "c-" + tenant, Tenant: tenant} }

@@ -273,9 +273,12 @@ func searchLimitsDoc(l search.Limits) string {
 		"%d _include and _revinclude, %d included resources in a page, and at most %d :text and :contains values in all "+
 		"(every occurrence and comma-separated value counted: each reads every entry of its parameter rather than an index); "+
 		"beyond them a search is 400 search-limit-exceeded (before the database is asked; the included resources as they "+
-		"are found). _include:iterate and _revinclude:iterate stop after %d further rounds (an outcome entry says so).",
+		"are found). _include:iterate and _revinclude:iterate stop after %d further rounds (an outcome entry says so). "+
+		"A page of a search, a history or a $everything holds at most %s of resources (the first whatever its size): "+
+		"past it the page ends before its _count, with a next link, and included resources past it are 400 "+
+		"search-limit-exceeded.",
 		search.MaxCount, search.MaxCount, l.Params, l.Repeats, l.Values, l.Includes, l.Included, search.MaxScanValues,
-		l.IncludeRounds)
+		l.IncludeRounds, search.Bytes(int64(l.PageBytes)))
 }
 
 // The FHIR Bulk Data Access IG (v2) canonical URLs of the export the

@@ -102,7 +102,8 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	if err := allow(sc, "Patient", 'r'); err != nil {
 		return nil, err
 	}
-	q := &search.Query{Count: search.DefaultCount, Total: true, Compartment: &search.Compartment{PatientID: id}}
+	q := &search.Query{Count: search.DefaultCount, Total: true, Compartment: &search.Compartment{PatientID: id},
+		MaxBytes: e.limits.PageBytes}
 	bad := func(param, msg string) error {
 		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, msg).At(param)
 	}
@@ -215,6 +216,9 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	case q.Count == 0:
 	case q.Offset == 0:
 		rest.Count = q.Count - 1
+		if q.MaxBytes > 0 {
+			rest.MaxBytes = max(q.MaxBytes-len(patient.Body), 1) // (and one match whatever its size)
+		}
 	default:
 		rest.Offset = q.Offset - 1
 	}
@@ -237,6 +241,14 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 			return nil, err
 		}
 		out.Page.Matches = out.Page.Matches[:min(len(out.Page.Matches), want)]
+		if out.Page.Cut {
+			// The page ended at its size bound: the next starts after
+			// what it took (and the Patient, on the first).
+			out.NextOffset = q.Offset + len(out.Page.Matches)
+			if q.Offset == 0 {
+				out.NextOffset++
+			}
+		}
 	}
 	out.Page.Matches, out.Withheld = e.Disclose(sc, out.Page.Matches)
 	out.Page.Total++

@@ -49,10 +49,16 @@ func (e *Engine) include(ctx context.Context, sc *auditlog.Scope, st reader, out
 		seen[r.Type+"/"+r.ID] = true
 	}
 	included, from := shown, shown
+	size := bodies(pg.Included)
 	for round := 1; len(from) > 0; round++ {
+		// Each round's resources come to at most the page's size bound
+		// (the store's refusal), and all the rounds' together too.
 		more, err := st.Include(ctx, iq, from)
 		if err != nil {
 			return err
+		}
+		if size += bodies(more); q.MaxBytes > 0 && size > q.MaxBytes {
+			return searchError(search.IncludedTooLarge(q.MaxBytes))
 		}
 		var fresh []*store.Resource
 		for _, r := range more {
@@ -80,6 +86,15 @@ func (e *Engine) include(ctx context.Context, sc *auditlog.Scope, st reader, out
 	}
 	pg.Included, out.Withheld = included, out.Withheld+withheld
 	return nil
+}
+
+// bodies is the bytes of the JSON of rs.
+func bodies(rs []*store.Resource) int {
+	n := 0
+	for _, r := range rs {
+		n += len(r.Body)
+	}
+	return n
 }
 
 // iterating returns a copy of q with only its :iterate includes, or nil

@@ -58,6 +58,8 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, res.Next)})
 		case res.Paged:
 			// The last page: the store found no match after it.
+		case res.NextOffset > 0:
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, res.NextOffset, q.Count, nil)})
 		case len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
 			res.Withheld > 0 && q.Offset+q.Count < page.Total:
 			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, nil)})
@@ -164,8 +166,8 @@ func (e *Engine) HistoryBundle(base string, params url.Values, res *HistoryResul
 			prev := max(q.Offset-q.Count, 0)
 			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count, nil)})
 		}
-		if q.Offset+len(res.Versions) < total {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, nil)})
+		if next := q.Offset + max(res.Taken, len(res.Versions)); next < total {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, next, q.Count, nil)})
 		}
 	}
 	for _, r := range res.Versions {

@@ -409,6 +409,10 @@ type SearchResult struct {
 	// (counted at another moment) says. Without it (the offset pages of
 	// $everything), a full page below the total has a next one.
 	Paged bool
+	// NextOffset, when not 0, is where the next of the offset pages of
+	// $everything starts: the page ended before its _count at its size
+	// bound (search.Limits.PageBytes).
+	NextOffset int
 	// Bound is the _lastUpdated value (lt<instant>) the engine added to
 	// a search of AuditEvents to make its pages a snapshot (auditSnapshot),
 	// "" when it added none (another type, or the parameters held a
@@ -481,7 +485,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		return e.include(ctx, sc, st, out)
 	})
 	if err != nil {
-		return nil, err
+		return nil, searchError(err) // (IncludedTooLarge)
 	}
 	out.Next = out.Page.Next
 	out.Paged = out.Query.Ordered()
@@ -526,6 +530,10 @@ type HistoryResult struct {
 	Total    int
 	// Ignored are the parameter keys a lenient history ignored, as sent.
 	Ignored []string
+	// Taken is how many versions of the history the page took, shown or
+	// not: fewer than Query.Count where the page ended at its size bound
+	// (search.Limits.PageBytes), and the next page starts after them.
+	Taken int
 }
 
 // History returns versions of the system (typ and id ""), a type (id "")
@@ -538,7 +546,7 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 
 // history is History with what in reads from.
 func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ, id string, params url.Values, lenient bool) (*HistoryResult, error) {
-	q := store.HistoryQuery{Count: 50}
+	q := store.HistoryQuery{Count: 50, MaxBytes: e.limits.PageBytes}
 	if typ != "" {
 		if err := e.checkType(typ); err != nil {
 			return nil, err
@@ -628,12 +636,13 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	if countOnly {
 		versions, q.Count = nil, 0
 	}
+	taken := len(versions)
 	if !restricted {
 		versions, _ = e.Disclose(sc, versions)
 	}
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
-	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored}, nil
+	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored, Taken: taken}, nil
 }
 
 // historyParams reads the parameters of a history of typ ("" for the

@@ -83,25 +83,31 @@ func restrict(sc *auditlog.Scope, q *search.Query) error {
 func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st reader, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	all := q
 	all.Offset, all.Count = 0, search.MaxCount
-	var shown []*store.Resource
+	var page []*store.Resource
+	total, spent := 0, 0 // the versions shown, the bytes of page
 	for {
-		vs, _, err := st.History(ctx, all)
+		vs, n, err := st.History(ctx, all)
 		if err != nil {
 			return nil, 0, err
 		}
 		for _, v := range vs {
 			if v.Deleted && e.deletionShown(sc, readsAt{ctx, st}, v) || !v.Deleted && e.Visible(sc, v) {
-				shown = append(shown, v)
+				// The page: from q.Offset, at most q.Count versions, and
+				// as the store's, at most q.MaxBytes of them but the first.
+				if total >= q.Offset && len(page) < q.Count && total == q.Offset+len(page) &&
+					(len(page) == 0 || q.MaxBytes <= 0 || spent+len(v.Body) <= q.MaxBytes) {
+					page, spent = append(page, v), spent+len(v.Body)
+				}
+				total++
 			}
 		}
-		if len(vs) < all.Count {
+		// (A store page may end early at q.MaxBytes: the versions' count
+		// tells where they end.)
+		if all.Offset += len(vs); len(vs) == 0 || all.Offset >= n {
 			break
 		}
-		all.Offset += len(vs)
 	}
-	total := len(shown)
-	lo := min(q.Offset, total)
-	return shown[lo:min(lo+q.Count, total)], total, nil
+	return page, total, nil
 }
 
 // writePerm is the permission a write of method needs (0 for a read).

@@ -46,6 +46,15 @@ type Limits struct {
 	// _revinclude:iterate (each applied again to what the round before
 	// included); the engine stops there and says so in the searchset.
 	IncludeRounds int
+
+	// PageBytes bounds the JSON of the resources one page of a search,
+	// a history or a $everything holds (Query.MaxBytes): a page ends
+	// early, with a next link, where its matches would come to more, and
+	// included resources that come to more are refused. An attacker's
+	// review: eight Observations of 3.9 MB each made one read-only
+	// search a 117 MB answer and the gateway 760 MB larger, with no
+	// bound but _count (1,000) times the largest body (16 MiB).
+	PageBytes int
 }
 
 // The default Limits.
@@ -57,6 +66,7 @@ const (
 	DefaultMaxIncludes   = 10
 	DefaultMaxIncluded   = 1000
 	DefaultIncludeRounds = 10
+	DefaultPageBytes     = 8 << 20
 )
 
 // MaxScanValues bounds the values, in all, of the parameters of one search
@@ -88,6 +98,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Includes, DefaultMaxIncludes)
 	def(&l.Included, DefaultMaxIncluded)
 	def(&l.IncludeRounds, DefaultIncludeRounds)
+	def(&l.PageBytes, DefaultPageBytes)
 	return l
 }
 
@@ -96,13 +107,14 @@ func (l Limits) WithDefaults() Limits { return l.withDefaults() }
 
 // Parse is the package's Parse within l; with lenient it also returns the
 // keys it ignored, like ParseLenient. The query's MaxIncluded is
-// l.Included.
+// l.Included, its MaxBytes l.PageBytes.
 func (l Limits) Parse(resourceType string, params url.Values, lenient bool) (*Query, []string, error) {
 	q, ignored, err := parse(resourceType, params, lenient, false, l)
 	if err != nil {
 		return nil, nil, err
 	}
-	q.MaxIncluded = l.withDefaults().Included
+	l = l.withDefaults()
+	q.MaxIncluded, q.MaxBytes = l.Included, l.PageBytes
 	return q, ignored, nil
 }
 
@@ -156,6 +168,28 @@ func (ps *parser) limitf(key, format string, args ...any) *Error {
 	e := ps.errorf(key, RuleLimitExceeded, format, args...)
 	e.Message += "; narrow the search or split it"
 	return e
+}
+
+// IncludedTooLarge is the search-limit-exceeded error of a page whose
+// included resources come to more than limit bytes of JSON
+// (Query.MaxBytes).
+func IncludedTooLarge(limit int) *Error {
+	return &Error{Rule: RuleLimitExceeded, Message: fmt.Sprintf("the resources _include and _revinclude add to the "+
+		"page come to more than %s of JSON; ask for fewer matches per page with _count, or include less", Bytes(int64(limit)))}
+}
+
+// Bytes is n bytes for a person: "1 GiB", "8 MiB", "512 KiB", "100 bytes"
+// (a multiple of the unit, else bytes).
+func Bytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // LimitError is the search-limit-exceeded error for a page that would

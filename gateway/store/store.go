@@ -105,6 +105,10 @@ type Page struct {
 	// page starts (search.Query.After).
 	More bool
 	Next *search.Cursor
+	// Cut says that the page ended before the query's Count at its
+	// MaxBytes (More is then set too, for an ordered query): the next
+	// page starts after its last match.
+	Cut bool
 }
 
 // HistoryQuery selects versions for _history.
@@ -127,6 +131,11 @@ type HistoryQuery struct {
 	// types; Exclude leaves out those of these (the engine leaves out the
 	// AuditEvents unless asked for them). Both empty: every type.
 	Types, Exclude []string
+	// MaxBytes bounds the JSON of the versions of the page, as
+	// search.Query.MaxBytes (0: no bound): the page ends early where
+	// they would come to more, the first version there whatever its
+	// size.
+	MaxBytes int
 }
 
 // Ledger is the record of one ingested native record version.

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClaimKey", testClaimKey},
 		{"Ledger", testLedger},
 		{"History", testHistory},
+		{"PageBytes", testPageBytes},
 		{"ConcurrentConditionalCreate", testConcurrentConditionalCreate},
 		{"ConcurrentReadWrite", testConcurrentReadWrite},
 		{"LostUpdate", testLostUpdate},

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -126,13 +127,14 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	vals := sortValues{n: q.SortValues()}
 	join := joinMatches(s.d, q)
 	got := 0 // the rows the statements selected
+	budget := &pageBudget{max: q.MaxBytes}
 	run := func(st Stmt) error {
 		rows, err := c.Query(ctx, st.SQL, st.Args...)
 		if err == nil {
 			vals.Rows = rows
 			if join {
 				var res []*store.Resource
-				res, err = collect(&vals)
+				res, pg.Cut, err = collectWithin(&vals, budget)
 				pg.Matches, got = append(pg.Matches, res...), got+len(res)
 			} else {
 				n := len(keys)
@@ -148,7 +150,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	if err := run(page); err != nil {
 		return nil, err
 	}
-	if f == formDated && got < n+1 { // (a walked search peeks: n is peeked(q))
+	if f == formDated && got < n+1 && !pg.Cut { // (a walked search peeks: n is peeked(q))
 		var rest Stmt
 		if until != nil {
 			// The walk reached the end of its budget before the page was
@@ -182,9 +184,15 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			keys, pg.More = keys[:n], true
 		}
 		var err error
-		if pg.Matches, err = s.fetch(ctx, c, keys); err != nil {
+		if pg.Matches, pg.Cut, err = s.fetchWithin(ctx, c, keys, budget); err != nil {
 			return nil, err
 		}
+		if pg.Cut {
+			keys = keys[:len(pg.Matches)] // (each key's version is there: a version never changes)
+		}
+	}
+	if pg.Cut {
+		pg.More = true
 	}
 	if pg.More && len(pg.Matches) > 0 {
 		last := pg.Matches[len(pg.Matches)-1]
@@ -524,10 +532,54 @@ const sqlFetchArrays = `SELECT ` + resourceCols + ` FROM resources r
 
 // fetch loads the given versions, in the order of keys.
 func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resource, error) {
+	return s.fetchAtMost(ctx, c, keys, 0)
+}
+
+// errOverBudget stops fetchAtMost past its bound.
+var errOverBudget = errors.New("bodies over the page's bound")
+
+// fetchWithin is fetch of the first of keys that b lets in, in their
+// order: cut says it left some out. The versions come in statements of
+// many keys, in no order, so the budget left is first a bound on them
+// all; past it, reading stops and they come one by one, in order, until
+// b refuses one (a bounded page of large bodies; rare).
+func (s *Store) fetchWithin(ctx context.Context, c Conn, keys []key, b *pageBudget) ([]*store.Resource, bool, error) {
+	if b.max <= 0 {
+		res, err := s.fetch(ctx, c, keys)
+		return res, false, err
+	}
+	res, err := s.fetchAtMost(ctx, c, keys, max(b.max-b.spent, 1))
+	if err == nil {
+		for _, r := range res {
+			b.take(len(r.Body)) // each fits: they come to at most what is left
+		}
+		return res, false, nil
+	}
+	if !errors.Is(err, errOverBudget) {
+		return nil, false, err
+	}
+	var out []*store.Resource
+	for i := range keys {
+		one, err := s.fetch(ctx, c, keys[i:i+1])
+		if err != nil {
+			return nil, false, err
+		}
+		if len(one) == 1 && !b.take(len(one[0].Body)) {
+			return out, true, nil
+		}
+		out = append(out, one...)
+	}
+	return out, false, nil
+}
+
+// fetchAtMost is fetch, failing with errOverBudget as soon as the bodies
+// it read come to more than limit bytes (0: no limit).
+func (s *Store) fetchAtMost(ctx context.Context, c Conn, keys []key, limit int) ([]*store.Resource, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
 	got := make(map[key]*store.Resource, len(keys))
+	size := 0
 	err := s.chunks(len(keys), func(start, end int) error {
 		part := keys[start:end]
 		var query string
@@ -555,12 +607,22 @@ func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resourc
 		if err != nil {
 			return err
 		}
-		res, err := collect(rows)
-		for _, r := range res {
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanResource(rows)
+			if err != nil {
+				return err
+			}
+			if size += len(r.Body); limit > 0 && size > limit {
+				return errOverBudget
+			}
 			got[key{r.Type, r.ID, r.Version}] = r
 		}
-		return err
+		return rows.Err()
 	})
+	if errors.Is(err, errOverBudget) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: fetch: %w", s.d.Name, s.err(ctx, err))
 	}
@@ -663,5 +725,9 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 	slices.SortFunc(found, func(a, b key) int {
 		return cmp.Or(strings.Compare(a.typ, b.typ), strings.Compare(a.id, b.id))
 	})
-	return s.fetch(ctx, c, found)
+	res, cut, err := s.fetchWithin(ctx, c, found, &pageBudget{max: q.MaxBytes})
+	if cut {
+		return nil, search.IncludedTooLarge(q.MaxBytes)
+	}
+	return res, err
 }
