@@ -462,6 +462,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	if out.Query, out.Ignored, err = e.limitsFor(sc).Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
 	}
+	out.Query.MaxBytes = e.limits.PageBytes // a client's page (the gateway's own searches read every match)
 	if err := allowLinked(sc, out.Query); err != nil {
 		return nil, err
 	}

@@ -107,14 +107,14 @@ func (l Limits) WithDefaults() Limits { return l.withDefaults() }
 
 // Parse is the package's Parse within l; with lenient it also returns the
 // keys it ignored, like ParseLenient. The query's MaxIncluded is
-// l.Included, its MaxBytes l.PageBytes.
+// l.Included; its MaxBytes is left to the caller (a client's search sets
+// l.PageBytes; the gateway's own searches, which read every match, none).
 func (l Limits) Parse(resourceType string, params url.Values, lenient bool) (*Query, []string, error) {
 	q, ignored, err := parse(resourceType, params, lenient, false, l)
 	if err != nil {
 		return nil, nil, err
 	}
-	l = l.withDefaults()
-	q.MaxIncluded, q.MaxBytes = l.Included, l.PageBytes
+	q.MaxIncluded = l.withDefaults().Included
 	return q, ignored, nil
 }
 

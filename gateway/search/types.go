@@ -246,10 +246,11 @@ type Query struct {
 	// refuses a page with more than MaxIncluded (search-limit-exceeded).
 	MaxIncluded int
 	// MaxBytes bounds the JSON of the resources of a page (0: no bound;
-	// Limits.PageBytes): a store ends the page early where its matches
-	// would come to more (store.Page.Cut; the first match is there
-	// whatever its size), and refuses included resources that come to
-	// more (IncludedTooLarge), reading no body past the bound.
+	// a client's search: Limits.PageBytes): a store ends the page early
+	// where its matches would come to more (store.Page.Cut; the first
+	// match is there whatever its size), and refuses included resources
+	// that come to more (IncludedTooLarge), reading no body past the
+	// bound.
 	MaxBytes int
 	// Types restricts a search of every type (Type "") to these types.
 	Types []string
