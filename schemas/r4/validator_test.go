@@ -143,6 +143,8 @@ var ruleCases = []ruleCase{
 	{name: "null without extension", doc: patient(`"name":[{"given":["a",null]}]`), rule: "value-empty", expr: "Patient.name[0].given[1]"},
 	{name: "extension sibling too long", doc: patient(`"name":[{"given":["a"],"_given":[null,{"id":"x"}]}]`), rule: "element-array", expr: "Patient.name[0].given[1]"},
 	{name: "null in both", doc: patient(`"name":[{"given":["a",null],"_given":[{"id":"x"},null]}]`), rule: "value-empty", expr: "Patient.name[0].given[1]"},
+	{name: "null extension without values", doc: patient(`"name":[{"_given":[null]}]`), rule: "value-empty", expr: "Patient.name[0].given[0]"},
+	{name: "null extension beside no values", doc: patient(`"name":[{"_given":[{"id":"x"},null]}]`), rule: "value-empty", expr: "Patient.name[0].given[1]"},
 
 	// Primitive formats.
 	{name: "bad date", doc: patient(`"birthDate":"1970-02-30"`), rule: "primitive-format", expr: "Patient.birthDate"},

@@ -506,6 +506,11 @@ func (w *walker) align(e *elemDef, vals, exts int32) {
 			}
 		case !b[i] && vals >= 0:
 			w.errorf("element-array", "the extension sibling array has more items than the element array")
+		case b[i] && vals < 0:
+			// A null in the extension array with no element array beside
+			// it stands for nothing: an empty element (ele-1; a
+			// conformance review: "_given": [null] was stored).
+			w.errorf("value-empty", "null is only allowed where the element sibling array has a value")
 		}
 	}
 	w.path[top].index = -1
