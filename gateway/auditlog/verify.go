@@ -141,9 +141,17 @@ func (v *AuditVerification) lineageFault(seq int64, id, about, problem string) {
 	v.faultAbout(seq, id, about, problem)
 }
 
-// unchainedFault records an AuditEvent stored that the chain does not hold.
-func (v *AuditVerification) unchainedFault(id string) {
+// unchainedFault records an AuditEvent stored that the chain does not
+// hold: its body (a forgery: the gateway did not write it), or, bodyless,
+// only its current row, what is left of one deleted (an auditor's review:
+// a row deleted with its chain entry was called a forgery).
+func (v *AuditVerification) unchainedFault(id string, body bool) {
 	v.unchained++
+	if !body {
+		v.fault(0, id, "listed (its current row remains), but neither its body nor its chain record is stored: it was "+
+			"deleted after it was written, with its chain record (where the chain is broken tells which)")
+		return
+	}
 	v.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
 }
 
@@ -465,7 +473,11 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		return nil, err
 	}
 	for _, id := range ids {
-		out.unchainedFault(id)
+		_, err := st.Read(ctx, "AuditEvent", id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone) {
+			return nil, err
+		}
+		out.unchainedFault(id, !errors.Is(err, store.ErrNotFound))
 	}
 	if extra := n - len(ids); extra > 0 {
 		out.FaultCount += extra // past maxFaults: counted, not listed

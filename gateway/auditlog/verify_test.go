@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,8 @@ func TestVerifyChainHead(t *testing.T) {
 // (current deleted, moved to another tenant, its lastUpdated moved), a
 // search index row deleted or added, and an AuditEvent the chain does not
 // hold are each reported with the record and AuditEvent they concern,
-// while the chain's own links still verify.
+// while the chain's own links still verify (but where a record was
+// deleted with its chain entry).
 func TestVerifyServedAsChained(t *testing.T) {
 	ctx := context.Background()
 	const copyV1 = `INSERT INTO resources (type, id, version, last_updated, deleted, body, tenant)
@@ -126,6 +128,10 @@ func TestVerifyServedAsChained(t *testing.T) {
 			`INSERT INTO current (type, id, version, last_updated, deleted, tenant)
 				SELECT type, 'forged', 1, last_updated, 0, tenant FROM current WHERE type = 'AuditEvent' AND id = 'ae2'`,
 		}, 0, "forged", []string{"not in the audit chain"}},
+		// Deleted with its chain record: the chain's gap, and the current
+		// row left is named as what is left of a deletion, not a forgery.
+		{"deleted with its chain record", []string{`DELETE FROM resources WHERE type = 'AuditEvent' AND id = 'ae3'`,
+			`DELETE FROM audit_chain WHERE id = 'ae3'`}, 0, "ae3", []string{"neither its body nor its chain record is stored: it was deleted"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,7 +170,11 @@ func TestVerifyServedAsChained(t *testing.T) {
 			if !res.IndexChecked {
 				t.Errorf("Verify: IndexChecked false (%s), want the index rows compared", res.IndexNote)
 			}
-			if res.BrokenAt != 0 || res.Records != 5 {
+			if slices.ContainsFunc(tc.tamper, func(q string) bool { return strings.Contains(q, "FROM audit_chain") }) {
+				if res.BrokenAt == 0 {
+					t.Errorf("Verify: the chain's links intact, want them broken where its record was deleted")
+				}
+			} else if res.BrokenAt != 0 || res.Records != 5 {
 				t.Errorf("Verify = broken at %d (%s), %d records; want the chain's links intact, 5 records", res.BrokenAt, res.Reason, res.Records)
 			}
 			if tc.want == nil {
@@ -382,7 +392,7 @@ func TestVerificationDescribe(t *testing.T) {
 			v.BrokenAt = 25
 			v.fault(4, "ae4", "shadow version")
 			v.fault(5, "ae5", "index row")
-			v.unchainedFault("ae9")
+			v.unchainedFault("ae9", true)
 			v.lineageFault(3, "ae3", "Provenance/rec-1/_history/1", "differs")
 			v.lineageFault(6, "ae6", "delivery k7q2xw4mbn3ra attempt 2", "differs")
 			v.lineageFault(7, "ae7", "delivery k7q2xw4mbn3ra attempt 3", "differs")
