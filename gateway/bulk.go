@@ -46,7 +46,7 @@ func (s *Server) handleExport(level string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		root := s.rootURL(c)
 		j, err := s.app.Bulk.Export(c.Request().Context(), scopeOf(c), bulk.ExportParams{
-			Level: level, Group: c.Param("id"), Query: c.QueryParams(), Prefer: c.Request().Header.Get("Prefer"),
+			Level: level, Group: c.Param("id"), Query: c.QueryParams(), Prefer: preferHeader(c),
 			Request: root + c.Request().URL.RequestURI(), Base: root, NoToken: s.cfg.Auth == nil,
 		})
 		if err != nil {

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -31,5 +32,24 @@ func TestExportKickoffMethod(t *testing.T) {
 				t.Errorf("body %s does not say to use GET", rec.Body)
 			}
 		})
+	}
+}
+
+// TestExportPreferLines (a new user's first hour): respond-async and
+// handling=lenient sent as two Prefer header lines are the two
+// preferences (RFC 7240 §2: as one comma-joined header); the kick-off
+// read the first line only and refused asking for a header it was sent.
+func TestExportPreferLines(t *testing.T) {
+	h := fhirServer(t)
+	for _, lines := range [][]string{{"handling=lenient", "respond-async"}, {"respond-async", "handling=lenient"}} {
+		r := httptest.NewRequest(http.MethodGet, "/fhir/$export?_type=Patient&organizeOutputBy=Patient", nil)
+		for _, l := range lines {
+			r.Header.Add("Prefer", l)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusAccepted {
+			t.Errorf("Prefer lines %q: %d %s, want 202", lines, rec.Code, rec.Body)
+		}
 	}
 }
