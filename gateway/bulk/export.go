@@ -350,15 +350,9 @@ func parseFilter(typ, query string) (_ *search.Query, params int, _ error) {
 		return nil, 0, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string "+
 			"(percent-encoded UTF-8)").At("_typeFilter")
 	}
-	q, err := search.Parse(typ, vals, false)
-	if err != nil {
-		msg := "a _typeFilter is not a valid search of " + typ
-		var se *search.Error
-		if errors.As(err, &se) {
-			msg += ": " + se.Message
-		}
-		return nil, 0, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
-	}
+	// Result parameters first: search.Parse would check their values
+	// and tell how to correct one (a _sort by another parameter), only
+	// for the export to refuse it after (a new user's first hour).
 	for name := range vals {
 		name, _, _ = strings.Cut(name, ":")
 		if search.ResultParam(name) {
@@ -368,6 +362,20 @@ func parseFilter(typ, query string) (_ *search.Query, params int, _ error) {
 				"result parameters (_include, _revinclude, _sort, _summary, _elements, _count, _offset, _total, ...) "+
 				"have no place in it (an export has whole resources, every match)").At("_typeFilter")
 		}
+	}
+	q, err := search.Parse(typ, vals, false)
+	if err != nil {
+		msg := "a _typeFilter is not a valid search of " + typ
+		var se *search.Error
+		switch {
+		case errors.As(err, &se) && se.Rule == search.RuleParamUnknown:
+			// Its search parameters, not the result parameters a search
+			// takes besides (refused above).
+			msg += ": a parameter is not a search parameter of " + typ + " (its name is not repeated): " + search.SearchParams(typ)
+		case errors.As(err, &se):
+			msg += ": " + se.Message
+		}
+		return nil, 0, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
 	}
 	for _, c := range q.Clauses {
 		if c.Chain != nil {

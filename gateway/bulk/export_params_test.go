@@ -46,6 +46,11 @@ func TestExportKickoffRefusals(t *testing.T) {
 		{"_typeFilter _offset", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_offset=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_offset"},
 		{"_typeFilter _elements", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_elements=id"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_elements"},
 		{"_typeFilter _count", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_count=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_count"},
+		// A _sort the search would correct is refused as a result
+		// parameter, and a parameter unknown is told with the search
+		// parameters alone (a new user's first hour).
+		{"_typeFilter _sort by a string", bulk.LevelSystem, "_type=Patient&_typeFilter=" + url.QueryEscape("Patient?name=x&_sort=name"), "respond-async", "export-typefilter-invalid", "_typeFilter", "result parameters"},
+		{"_typeFilter unknown parameter", bulk.LevelSystem, "_type=Patient&_typeFilter=" + url.QueryEscape("Patient?namee=x"), "respond-async", "export-typefilter-invalid", "_typeFilter", "search parameters are"},
 		{"1,000 _typeFilters of a type", bulk.LevelSystem, "_type=Observation&" + typeFilters("Observation", 1000, "&"), "respond-async", "search-limit-exceeded", "_typeFilter", "at most 30"},
 		{"31 _typeFilters of a type in one value", bulk.LevelSystem, "_type=Observation&_typeFilter=" + strings.ReplaceAll(typeFilters("Observation", 31, ","), "_typeFilter=", ""), "respond-async", "search-limit-exceeded", "_typeFilter", "at most 30"},
 		{"Patient export Organization", bulk.LevelPatient, "_type=Organization", "respond-async", "export-type-not-in-compartment", "_type", "Organization"},
@@ -64,6 +69,9 @@ func TestExportKickoffRefusals(t *testing.T) {
 			}
 			if issues[0].Expression != tc.expression || !strings.Contains(issues[0].Message, tc.says) {
 				t.Errorf("Export(%s) says %q at %q, want %q at %q", tc.query, issues[0].Message, issues[0].Expression, tc.says, tc.expression)
+			}
+			if strings.Contains(tc.name, "unknown parameter") && strings.Contains(issues[0].Message, "result parameters") {
+				t.Errorf("Export(%s) says %q: it offers the result parameters a _typeFilter refuses", tc.query, issues[0].Message)
 			}
 		})
 	}

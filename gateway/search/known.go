@@ -30,6 +30,10 @@ func KnownParams(resourceType string) string {
 		" (the CapabilityStatement lists each search parameter with its type)"
 }
 
+// SearchParams is searchParams, for a search that takes no result
+// parameters (an export's _typeFilter) to say which it takes.
+func SearchParams(resourceType string) string { return searchParams(resourceType) }
+
 // searchParams says which search parameters resourceType has: their
 // names, sorted, a date parameter named otherwise than the element it
 // searches saying which (AuditEvent's "date (searches recorded)").
