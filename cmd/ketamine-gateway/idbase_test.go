@@ -27,6 +27,8 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 		{[]string{"lineage", "--db", db, "--source", "serenity-clinic-emr", "--record", "VIT-2026-0310-001"}, 0, `"activity": "CREATE"`},
 		{[]string{"lineage", "--db", db, "--source", "serenity-clinic-emr", "--record", "VIT-2026-0310-001", "--identifier-base", other}, exitUsage, "run with --identifier-base " + base},
 		{[]string{"import", "--kind", "vitals", "--db", db, "--identifier-base", other, records}, exitUsage, "not " + other},
+		// (a new user's first hour: "--kind \"\": the kinds are" looked as if an empty value was typed)
+		{[]string{"import", "--db", db, records}, exitUsage, "--kind is required: the kind of the records (assessment"},
 		{[]string{"replay", "--db", db, "--identifier-base", "not a url"}, exitUsage, "must be an absolute http or https URL"},
 		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/sid?q=1", records}, exitUsage, "no query"},
 		// A base the conditional criteria would not carry as it is (F19).

@@ -44,6 +44,9 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if len(pos) != 1 {
 		return usageError("import", "give one FILE, DIR or - (standard input)")
 	}
+	if *kind == "" {
+		return usageError("import", "--kind is required: the kind of the records (%s)", kindList())
+	}
 	if !knownKind(*kind) {
 		return usageError("import", "--kind %q: the kinds are %s", *kind, kindList())
 	}
