@@ -1212,6 +1212,29 @@ func TestBundleAnswerBound(t *testing.T) {
 	if seen["Patient/ab-0/_history/1"] != 1 {
 		t.Errorf("the AuditEvent's entities %v do not name Patient/ab-0 version 1", seen)
 	}
+
+	// The bytes are bounded too, at four pages (an attacker's review: a
+	// 26 KB batch reading one 3 MB Observation 300 times was a 900 MB
+	// answer): reads of a 3 KB resource under a 2 KB page bound (8 KB in
+	// all) answer two and refuse the others.
+	h2 := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{}), UpdateCreate: true,
+		SearchLimits: search.Limits{PageBytes: 2048}}, gateway.Config{})
+	big := `{"resourceType":"Patient","id":"big","name":[{"text":"` + strings.Repeat("x", 3000) + `"}]}`
+	if rec := req(h2, "PUT", "/fhir/Patient/big", big); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	rec = req(h2, "POST", "/fhir", gets("batch", "Patient/big", "Patient/big", "Patient/big", "Patient/big"))
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || len(b.Entry) != 4 {
+		t.Fatalf("batch answer: %v %s", err, rec.Body)
+	}
+	for i, want := range []string{"200", "200", "400", "400"} {
+		if !strings.HasPrefix(b.Entry[i].Response.Status, want) {
+			t.Errorf("reads of 3 KB: entry %d: status %s, want %s", i, b.Entry[i].Response.Status, want)
+		}
+	}
+	if !strings.Contains(string(b.Entry[3].Response.Outcome), "or 8 KiB of them") {
+		t.Errorf("entry 3 = %s, want bundle-answer-too-large naming 8 KiB", b.Entry[3].Response.Outcome)
+	}
 }
 
 // TestBundleTypesStored: only document, message and collection Bundles

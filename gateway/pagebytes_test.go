@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,8 +15,9 @@ import (
 )
 
 // pagesOf follows target's next links to the end and returns each page's
-// resources (Type/id, outcomes left out) and their JSON bytes.
-func pagesOf(t *testing.T, h http.Handler, target string) (pages [][]string, sizes []int) {
+// resources (Type/id, outcomes left out), their JSON bytes and the _offset
+// of its next link.
+func pagesOf(t *testing.T, h http.Handler, target string) (pages [][]string, sizes, offsets []int) {
 	t.Helper()
 	for target != "" {
 		if len(pages) > 50 {
@@ -43,10 +46,16 @@ func pagesOf(t *testing.T, h http.Handler, target string) (pages [][]string, siz
 			if l := l.(map[string]any); l["relation"] == "next" {
 				u := l["url"].(string)
 				target = u[strings.Index(u, "/fhir/"):]
+				p, err := url.Parse(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, _ := strconv.Atoi(p.Query().Get("_offset"))
+				offsets = append(offsets, n)
 			}
 		}
 	}
-	return pages, sizes
+	return pages, sizes, offsets
 }
 
 // TestPageBytes (an attacker's review: eight Observations of 3.9 MB made
@@ -89,7 +98,7 @@ func TestPageBytes(t *testing.T) {
 		{"everything", "/fhir/Patient/pa/$everything?_count=100", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pages, sizes := pagesOf(t, h, tc.target)
+			pages, sizes, offsets := pagesOf(t, h, tc.target)
 			if len(pages) < 3 {
 				t.Errorf("%d pages: %v, want the page bound to cut them", len(pages), pages)
 			}
@@ -99,6 +108,11 @@ func TestPageBytes(t *testing.T) {
 					t.Errorf("page %d: %v, %d bytes", i, p, sizes[i])
 				}
 				got = append(got, p...)
+				// The next page's _offset numbers it after what the pages
+				// before it held, not after _count each.
+				if i < len(offsets) && offsets[i] != len(got) {
+					t.Errorf("page %d's next link: _offset %d, want %d", i, offsets[i], len(got))
+				}
 			}
 			want := tc.want
 			if want == nil { // $everything: the Patient first, then its Observations in any order

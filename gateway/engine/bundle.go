@@ -208,13 +208,13 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 			// search timeout in all, as a batch of reads does (runReads;
 			// an attacker's review: one write entry beside 20,000
 			// searches held the writes for minutes).
-			failed, shown := 0, 0
+			failed, shown := 0, answered{}
 			reads := readBudget{left: e.searchTimeout}
 			for i, en := range entries {
 				get := en.method == "GET" && en.perr == nil
 				switch {
-				case get && shown >= e.maxAnswer:
-					errs[i], failed = errAnswerTooLarge(e.maxAnswer), failed+1 // not run: nothing more fits
+				case get && e.answerFull(shown):
+					errs[i], failed = e.errAnswerTooLarge(), failed+1 // not run: nothing more fits
 					continue
 				case get && reads.spent():
 					errs[i], failed = errReadsTooCostly(e.searchTimeout), failed+1
@@ -256,14 +256,14 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 // attacker's review: 20,000 searches of a 2.5 MB batch, each past the
 // bound, were minutes of a core). A database that fails fails the batch.
 func (e *Engine) runReads(ctx context.Context, sc *auditlog.Scope, entries []*Entry, errs []error) (int, error) {
-	failed, shown := 0, 0
+	failed, shown := 0, answered{}
 	budget := readBudget{left: e.searchTimeout}
 	for i, en := range entries {
 		switch {
 		case en.perr != nil:
 			errs[i] = en.perr
-		case shown >= e.maxAnswer:
-			errs[i] = errAnswerTooLarge(e.maxAnswer)
+		case e.answerFull(shown):
+			errs[i] = e.errAnswerTooLarge()
 		case budget.spent():
 			errs[i] = errReadsTooCostly(e.searchTimeout)
 		default:

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,39 +45,57 @@ var errGetURL = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invali
 // GET entries answer in all.
 const DefaultMaxBundleAnswer = 10000
 
-// answerWithin adds the resources GET entry en answers to *shown, or
-// refuses the entry (which then answers nothing) where they would pass
-// the engine's bound (Config.
-// MaxBundleAnswer): a Bundle of many large searches or histories would
+// answered is what a Bundle's GET entries answered so far: resources,
+// and the bytes of their JSON.
+type answered struct{ resources, bytes int }
+
+// maxAnswerBytes bounds the JSON of the resources a Bundle's GET entries
+// answer in all: four pages' (search.Limits.PageBytes; an attacker's
+// review: a 26 KB batch reading one 3 MB Observation 300 times was a
+// 900 MB answer that grew the gateway by 5.7 GB).
+func (e *Engine) maxAnswerBytes() int { return 4 * e.limits.PageBytes }
+
+// answerFull reports whether a holds the bound of what a Bundle's GET
+// entries answer: a later GET entry is refused without running.
+func (e *Engine) answerFull(a answered) bool {
+	return a.resources >= e.maxAnswer || a.bytes >= e.maxAnswerBytes()
+}
+
+// answerWithin adds the resources GET entry en answers to *a, or refuses
+// the entry (which then answers nothing) where they would pass the
+// engine's bounds (Config.MaxBundleAnswer resources, maxAnswerBytes of
+// JSON): a Bundle of many large reads, searches or histories would
 // otherwise hold them all in memory at once (and its AuditEvent would
 // name them all). Other entries answer nothing that counts.
-func (e *Engine) answerWithin(en *Entry, shown *int) error {
+func (e *Engine) answerWithin(en *Entry, a *answered) error {
 	if en.method != "GET" {
 		return nil
 	}
-	n := 0
+	var rs []*store.Resource
 	switch {
 	case en.searched != nil:
-		n = len(en.searched.Page.Matches) + len(en.searched.Page.Included)
+		rs = slices.Concat(en.searched.Page.Matches, en.searched.Page.Included)
 	case en.hist != nil:
-		n = len(en.hist.Versions)
-	case en.res != nil:
-		n = 1
+		rs = en.hist.Versions
+	case en.res != nil && en.res.Resource != nil:
+		rs = []*store.Resource{en.res.Resource}
 	}
-	if *shown+n <= e.maxAnswer {
-		*shown += n
+	n := answered{resources: a.resources + len(rs), bytes: a.bytes + bodies(rs)}
+	if n.resources <= e.maxAnswer && n.bytes <= e.maxAnswerBytes() {
+		*a = n
 		return nil
 	}
 	en.searched, en.hist, en.res = nil, nil, nil
-	return errAnswerTooLarge(e.maxAnswer)
+	return e.errAnswerTooLarge()
 }
 
-// errAnswerTooLarge refuses a GET entry past the bound of resources a
+// errAnswerTooLarge refuses a GET entry past the bounds of what a
 // Bundle's GET entries answer in all.
-func errAnswerTooLarge(bound int) error {
+func (e *Engine) errAnswerTooLarge() error {
 	return outcome.New(outcome.Invalid, "too-costly", "bundle-answer-too-large", fmt.Sprintf(
-		"the Bundle's GET entries answer more than %d resources in all; ask for smaller pages (_count) or send the "+
-			"searches one by one and follow their next links", bound))
+		"the Bundle's GET entries answer more than %d resources, or %s of them, in all; ask for smaller pages "+
+			"(_count) or send the reads and searches one by one and follow their next links", e.maxAnswer,
+		search.Bytes(int64(e.maxAnswerBytes()))))
 }
 
 // errEntryFormat answers a GET entry whose _format is not JSON, as the

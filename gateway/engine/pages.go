@@ -55,7 +55,13 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 			// The next page starts after this one's last match: a match
 			// updated meanwhile moves to the end of the order, and the
 			// matches the total counted may no longer end at an offset.
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, res.Next)})
+			// Its _offset numbers the page after what this one took
+			// (fewer than _count where the page ended at its size bound).
+			next := q.Offset + q.Count
+			if res.Taken > 0 && res.Taken < q.Count {
+				next = q.Offset + res.Taken
+			}
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, next, q.Count, res.Next)})
 		case res.Paged:
 			// The last page: the store found no match after it.
 		case res.NextOffset > 0:

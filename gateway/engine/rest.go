@@ -409,6 +409,10 @@ type SearchResult struct {
 	// (counted at another moment) says. Without it (the offset pages of
 	// $everything), a full page below the total has a next one.
 	Paged bool
+	// Taken is how many matches the store's page held, shown or withheld:
+	// fewer than the _count where the page ended at its size bound, and
+	// the next page's _offset numbers it after them.
+	Taken int
 	// NextOffset, when not 0, is where the next of the offset pages of
 	// $everything starts: the page ended before its _count at its size
 	// bound (search.Limits.PageBytes).
@@ -490,6 +494,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	}
 	out.Next = out.Page.Next
 	out.Paged = out.Query.Ordered()
+	out.Taken = len(out.Page.Matches)
 	var wm int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)
 	out.Withheld += wm

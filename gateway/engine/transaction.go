@@ -165,7 +165,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// order (where the store writes ahead, as they come); ties keep Bundle
 	// order.
 	defer render(entries, now, store.TxWritesAhead(tx))()
-	shown := 0
+	shown := answered{}
 	reads := readBudget{left: e.searchTimeout} // the GET entries' time in all, as in a batch
 	for _, en := range order {
 		refs.cur, rw.FullURL = en, en.fullURL // a patch's references are rewritten as it runs

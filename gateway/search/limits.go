@@ -175,7 +175,8 @@ func (ps *parser) limitf(key, format string, args ...any) *Error {
 // (Query.MaxBytes).
 func IncludedTooLarge(limit int) *Error {
 	return &Error{Rule: RuleLimitExceeded, Message: fmt.Sprintf("the resources _include and _revinclude add to the "+
-		"page come to more than %s of JSON; ask for fewer matches per page with _count, or include less", Bytes(int64(limit)))}
+		"page come to more than %s of JSON; ask for fewer matches per page with _count, or search them with pages of "+
+		"their own (a _revinclude's: Type?param=Type/id of the match)", Bytes(int64(limit)))}
 }
 
 // Bytes is n bytes for a person: "1 GiB", "8 MiB", "512 KiB", "100 bytes"
