@@ -217,33 +217,97 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 	}
 	mopts := s.cfg.Ingest.Options(l.Tenant)
 	mopts.Update = false
-	m, refused, err = s.remapAs(ctx, l, rec, mopts, values)
+	res, err := s.cfg.Map(rec, mopts)
+	if err != nil {
+		return nil, err, nil
+	}
+	m, refused, err = s.remapAs(ctx, l, rec, res, values)
 	if err != nil || refused != nil {
 		return nil, refused, err
 	}
-	if len(m.removed) > 0 {
-		// A new version of a record is stored in update mode, whose PHQ-9
-		// and C-SSRS Observations always carry their Flag (inactive when no
-		// longer positive): mapped as a first version, that stored Flag
-		// would look like a resource the mapping no longer makes.
-		mopts.Update = true
-		u, refused, err := s.remapAs(ctx, l, rec, mopts, values)
-		if err != nil || refused != nil {
-			return nil, refused, err
+	// A new version of a record is stored in update mode, whose PHQ-9
+	// and C-SSRS Observations always carry their Flag (inactive when no
+	// longer positive): mapped as a first version, that stored Flag would
+	// look like a resource the mapping no longer makes (m.removed). And a
+	// signal a replay of the record raised (a Flag, a session's
+	// DetectedIssue, under lowered thresholds) is stored without the
+	// record's answer listing it: mapped as a first version, the record
+	// would never retire it (a safety review). Update mode makes the
+	// retiring entries.
+	mopts.Update = true
+	ures, err := s.cfg.Map(rec, mopts)
+	if err != nil {
+		return m, nil, nil // (the first version's mapping stands)
+	}
+	if len(m.removed) == 0 && !makesMore(res, ures) {
+		return m, nil, nil
+	}
+	u, refused, err := s.remapAs(ctx, l, rec, ures, values)
+	if err != nil || refused != nil {
+		return nil, refused, err
+	}
+	extra, stored := onlyUpdate(m, u)
+	switch {
+	case !stored:
+	case len(u.removed) < len(m.removed):
+		return u, nil, nil
+	case len(extra) > 0 && len(m.removed) == 0:
+		// Only what a replay of this record wrote last: a signal an
+		// earlier version's ingest left as stored (a later version of a
+		// corrected event, a session version that leaves its critical
+		// pre-dose record out) stays so.
+		raised, err := s.replayWrote(ctx, m, extra)
+		if err != nil {
+			return nil, nil, err
 		}
-		if asStored(m, u) {
+		if raised {
 			return u, nil, nil
 		}
 	}
 	return m, nil, nil
 }
 
-// remapAs maps rec with opts and matches it with what is stored.
-func (s *Service) remapAs(ctx context.Context, l *store.Ledger, rec mapping.Record, opts mapping.Options, values bool) (*remapped, error, error) {
-	res, err := s.cfg.Map(rec, opts)
+// replayWrote reports whether a replay of m's record wrote the current
+// version of each resource stored of extra (its Provenance names the
+// record first and the version among its targets).
+func (s *Service) replayWrote(ctx context.Context, m *remapped, extra []*match) (bool, error) {
+	sys := mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), mapping.Kind(m.l.Kind))
+	provs, err := s.provenances(ctx, m.l.Tenant, sys, m.l.RecordID)
 	if err != nil {
-		return nil, err, nil
+		return false, err
 	}
+	for _, mt := range extra {
+		ref := mt.stored.Type + "/" + mt.stored.ID
+		if !slices.ContainsFunc(provs, func(p written) bool {
+			return p.replay && p.of == sys+"|"+m.l.RecordID && p.targets[ref] == mt.stored.Version
+		}) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// entryKey identifies a mapped entry's resource: its type and identifier.
+func entryKey(e mapping.Entry) string {
+	return e.ResourceType + "|" + e.IdentifierSystem + "|" + e.IdentifierValue
+}
+
+// makesMore reports whether u makes a resource first does not.
+func makesMore(first, u *mapping.Result) bool {
+	made := map[string]bool{}
+	for _, e := range first.Entries {
+		made[entryKey(e)] = true
+	}
+	for _, e := range u.Entries {
+		if !made[entryKey(e)] {
+			return true
+		}
+	}
+	return false
+}
+
+// remapAs matches res, rec mapped, with what is stored.
+func (s *Service) remapAs(ctx context.Context, l *store.Ledger, rec mapping.Record, res *mapping.Result, values bool) (*remapped, error, error) {
 	raws, err := s.cfg.Ingest.Pipeline().Marshal(res)
 	if err != nil {
 		return nil, err, nil
@@ -255,26 +319,25 @@ func (s *Service) remapAs(ctx context.Context, l *store.Ledger, rec mapping.Reco
 	return m, nil, nil
 }
 
-// asStored reports whether u, the record mapped in update mode, is how it
-// was stored rather than m, the record mapped as a first version: u
-// leaves fewer stored resources unmade, and every resource only update
-// mode makes is stored (a first version, stored without an inactive Flag,
-// is not given one).
-func asStored(m, u *remapped) bool {
-	if len(u.removed) >= len(m.removed) {
-		return false
-	}
+// onlyUpdate returns the resources u, the record mapped in update mode,
+// makes that m, the record mapped as a first version, does not; stored
+// says that each of them is stored (a first version, stored without an
+// inactive Flag, is not given one: u is then not how it was stored).
+func onlyUpdate(m, u *remapped) (extra []*match, stored bool) {
 	first := map[string]bool{}
 	for _, e := range m.res.Entries {
-		first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] = true
+		first[entryKey(e)] = true
 	}
 	for _, mt := range u.entries {
-		e := u.res.Entries[mt.i]
-		if !first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] && mt.stored == nil {
-			return false
+		if first[entryKey(u.res.Entries[mt.i])] {
+			continue
 		}
+		if mt.stored == nil {
+			return nil, false
+		}
+		extra = append(extra, mt)
 	}
-	return true
+	return extra, true
 }
 
 // answerRefs are the locations ("Type/id") of a record's answer (a
@@ -744,6 +807,9 @@ const skippedDeleted = "the resource was deleted since by another source (a clie
 type written struct {
 	of      string
 	targets map[string]int64
+	// replay says it is a mapping replay's (an entity names the mapping
+	// version it replaced).
+	replay bool
 }
 
 // patientWrittenByRecord reports whether version v of the Patient ref
@@ -806,6 +872,9 @@ func (s *Service) provenancesBy(ctx context.Context, tenant string, params url.V
 		w := written{targets: map[string]int64{}}
 		if len(prov.Entity) > 0 {
 			w.of = prov.Entity[0].What.Identifier.System + "|" + prov.Entity[0].What.Identifier.Value
+		}
+		for _, e := range prov.Entity {
+			w.replay = w.replay || e.What.Identifier.System == audit.SystemMappingVersion
 		}
 		for _, t := range prov.Target {
 			if ref, n, ok := audit.Versioned(t.Reference); ok && n > w.targets[ref] {

@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -227,6 +228,75 @@ func TestWithdrawalAfterReplayRetiresItsWrites(t *testing.T) {
 			if !strings.Contains(string(v.Body), `"status":"entered-in-error"`) {
 				t.Errorf("%s/%s standing after the withdrawal: %s", typ, v.ID, v.Body)
 			}
+		}
+	}
+}
+
+// TestReplayRaisedSignalsRetired: a safety signal a replay raised (a
+// MADRS Flag, a session's DetectedIssue, under lowered thresholds) is
+// retired by a replay under the thresholds before (the Flag inactive, the
+// issue entered-in-error), and a replay after that finds nothing to
+// change (a safety review: the record's last answer, from its ingest,
+// does not list what a replay added, so the signals stayed standing at
+// the gateway and the EHR while dry runs showed nothing to fix).
+func TestReplayRaisedSignalsRetired(t *testing.T) {
+	rec := func(id, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "1",
+			"lastUpdated": "2026-03-02T18:00:00Z"}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	madrs := `"instrument": "MADRS", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "score": 4},
+		{"number": 2, "score": 4}, {"number": 3, "score": 3}, {"number": 4, "score": 3}, {"number": 5, "score": 2},
+		{"number": 6, "score": 4}, {"number": 7, "score": 3}, {"number": 8, "score": 3}, {"number": 9, "score": 3},
+		{"number": 10, "score": 3}], "total": 32`
+	session := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-R", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 100}]`
+	f := newFixture(t)
+	f.ingest(t, "", "assessment", rec("MAD-R", madrs))
+	f.ingest(t, "", "session", rec("S-R", session))
+	if n := len(f.versions(t, "", "Flag")) + len(f.versions(t, "", "DetectedIssue")); n != 0 {
+		t.Fatalf("%d signals raised at the ingest, want none under the default thresholds", n)
+	}
+	lower := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		s := mapping.DefaultSafety()
+		s.MADRSItem10 = 3
+		s.HeartRate.High, s.HeartRate.CriticalHigh = 90, 95
+		opts.Safety = &s
+		return mapping.Map(rec, opts)
+	}
+	status := func(typ string) string {
+		t.Helper()
+		vs := f.versions(t, "", typ)
+		if len(vs) != 1 {
+			t.Fatalf("%d %ss, want one", len(vs), typ)
+		}
+		for _, v := range vs {
+			var doc struct{ Status string }
+			if err := json.Unmarshal(v.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			return doc.Status
+		}
+		return ""
+	}
+	run(t, f.service(lower), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "lowered"})
+	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "active" || issue != "final" {
+		t.Fatalf("after the lowered replay: Flag %s, DetectedIssue %s; want active and final", flag, issue)
+	}
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "back"})
+	for _, id := range []string{"MAD-R", "S-R"} {
+		if r := got[id]; r.Status != replay.StatusChanged || !r.Applied {
+			t.Errorf("%s back: %s (applied %v) %+v, want changed and applied", id, r.Status, r.Applied, r.Resources)
+		}
+	}
+	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "inactive" || issue != "entered-in-error" {
+		t.Errorf("after the replay back: Flag %s, DetectedIssue %s; want inactive and entered-in-error", flag, issue)
+	}
+	_, got = run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	for _, id := range []string{"MAD-R", "S-R"} {
+		if r := got[id]; r.Status != replay.StatusUnchanged {
+			t.Errorf("%s on the run after: %s %+v, want unchanged", id, r.Status, r.Resources)
 		}
 	}
 }
