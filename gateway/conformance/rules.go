@@ -129,7 +129,7 @@ func GatewayRules() []Rule {
 		{"search-too-costly", "The search would take too long; narrow it."},
 		{"search-concurrency-limit", "Too many searches are running; retry later."},
 		{"body-budget-client", "This client's large request bodies in process take its share of the memory for them; retry when one of its requests has finished."},
-		{"value-too-long-to-index", "A searchable value is too long for the database's search index (PostgreSQL: about 2,000 bytes); nothing was written."},
+		{"value-too-long-to-index", "A searchable value is too long for the database's search index (PostgreSQL: some 2,700 bytes once compressed); nothing was written."},
 		{"body-budget", "The gateway is processing as many large request bodies as its memory for them allows; retry shortly."},
 		// The R4 validator: structure rules.
 		{"element-unknown", "The element is not defined for the resource or datatype."},

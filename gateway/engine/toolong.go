@@ -48,8 +48,9 @@ func locateTooLong(err error, entries []*Entry, inBundle bool) error {
 	}
 	oe := outcome.New(outcome.Unprocessable, "too-long", outcome.RuleValueTooLong, fmt.Sprintf("the value of the "+
 		"search parameter %s of this %s is %d bytes, too long for the database's search index: on PostgreSQL an "+
-		"indexed value holds at most about 2,000 bytes; shorten it, or keep it in an element the gateway does not "+
-		"index (a note, an extension); nothing was written", param, at.typ, longest)).At(expr)
+		"indexed value holds some 2,700 bytes once compressed (some 2,000 characters of varied text); shorten it, or "+
+		"keep it in an element the gateway does not index (a note, an extension); nothing was written", param, at.typ,
+		longest)).At(expr)
 	if inBundle {
 		return &outcome.EntryError{Index: at.index, Err: oe}
 	}

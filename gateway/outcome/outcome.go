@@ -254,8 +254,8 @@ func From(err error) (Kind, []Issue) {
 	case errors.Is(err, store.ErrValueTooLong):
 		return Unprocessable, []Issue{{Severity: "error", Code: "too-long", Rule: RuleValueTooLong, Message: "a searchable value " +
 			"of the resource (an identifier, a code, a string or a URI) is too long for the database's search index: on " +
-			"PostgreSQL an indexed value holds at most about 2,000 bytes; shorten it, or keep it in an element the gateway " +
-			"does not index (a note, an extension); nothing was written"}}
+			"PostgreSQL an indexed value holds some 2,700 bytes once compressed (some 2,000 characters of varied text); " +
+			"shorten it, or keep it in an element the gateway does not index (a note, an extension); nothing was written"}}
 	case errors.Is(err, store.ErrBusy):
 		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-busy", Message: "too many writes are waiting for the database; retry later"}}
 	case errors.Is(err, store.ErrUnavailable) && store.UnavailableCause(err) == store.CauseLocked:
