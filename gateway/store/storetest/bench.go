@@ -100,17 +100,27 @@ func BenchmarkSearch(b *testing.B, s store.Store, tenants ...string) {
 	loadObservations(b, s, 500, tenants)
 	ctx := context.Background()
 	for _, bq := range benchQueries(tenants) {
-		b.Run(bq.name, func(b *testing.B) {
-			for b.Loop() {
-				pg, err := s.Search(ctx, bq.q)
-				if err != nil {
-					b.Fatal(err)
+		// Each search also bounded as a client's is (Query.MaxBytes, the
+		// default page bound, which these pages stay under): the cost of
+		// counting the page's bytes, against the same search unbounded.
+		bounded := *bq.q
+		bounded.MaxBytes = search.DefaultPageBytes
+		for _, v := range []struct {
+			name string
+			q    *search.Query
+		}{{bq.name, bq.q}, {bq.name + "/bounded", &bounded}} {
+			b.Run(v.name, func(b *testing.B) {
+				for b.Loop() {
+					pg, err := s.Search(ctx, v.q)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(pg.Matches) == 0 || pg.Cut {
+						b.Fatal("no matches, or a page cut")
+					}
 				}
-				if len(pg.Matches) == 0 {
-					b.Fatal("no matches")
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
