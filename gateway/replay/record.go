@@ -239,8 +239,15 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 	if err != nil {
 		return m, nil, nil // (the first version's mapping stands)
 	}
-	if len(m.removed) == 0 && !makesMore(res, ures) {
-		return m, nil, nil
+	if len(m.removed) == 0 {
+		// Matched again in update mode only where something only update
+		// mode makes is stored (most records' update mode makes an
+		// inactive Flag nobody stored): a search by its identifier, not
+		// a second comparison of every resource.
+		stored, err := s.storesMore(ctx, l.Tenant, res, ures)
+		if err != nil || !stored {
+			return m, nil, err
+		}
 	}
 	u, refused, err := s.remapAs(ctx, l, rec, ures, values)
 	if err != nil || refused != nil {
@@ -292,18 +299,23 @@ func entryKey(e mapping.Entry) string {
 	return e.ResourceType + "|" + e.IdentifierSystem + "|" + e.IdentifierValue
 }
 
-// makesMore reports whether u makes a resource first does not.
-func makesMore(first, u *mapping.Result) bool {
+// storesMore reports whether tenant stores a resource u makes and first
+// does not (found by its identifier).
+func (s *Service) storesMore(ctx context.Context, tenant string, first, u *mapping.Result) (bool, error) {
 	made := map[string]bool{}
 	for _, e := range first.Entries {
 		made[entryKey(e)] = true
 	}
 	for _, e := range u.Entries {
-		if !made[entryKey(e)] {
-			return true
+		if made[entryKey(e)] || e.IdentifierValue == "" {
+			continue
+		}
+		r, err := s.find(ctx, tenant, e.ResourceType, e.IdentifierSystem+"|"+e.IdentifierValue)
+		if err != nil || r != nil {
+			return r != nil, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // remapAs matches res, rec mapped, with what is stored.
