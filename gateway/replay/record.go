@@ -275,23 +275,34 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 }
 
 // replayWrote reports whether a replay of m's record wrote the current
-// version of each resource stored of extra (its Provenance names the
-// record first and the version among its targets).
+// version of the resources stored of extra (the Provenance that lists
+// that version names the record first): of at least one, and of each but
+// those another record wrote last (a nested record's Flag that record's
+// own replay raised: the session's other form's, which compare leaves to
+// it; a mapping developer's review: such a Flag kept the session's own
+// DetectedIssue from being retired). One the record's own ingest wrote
+// last is left as stored.
 func (s *Service) replayWrote(ctx context.Context, m *remapped, extra []*match) (bool, error) {
-	sys := mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), mapping.Kind(m.l.Kind))
-	provs, err := s.provenances(ctx, m.l.Tenant, sys, m.l.RecordID)
-	if err != nil {
-		return false, err
-	}
+	self := mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), mapping.Kind(m.l.Kind)) + "|" + m.l.RecordID
+	own := 0
 	for _, mt := range extra {
 		ref := mt.stored.Type + "/" + mt.stored.ID
-		if !slices.ContainsFunc(provs, func(p written) bool {
-			return p.replay && p.of == sys+"|"+m.l.RecordID && p.targets[ref] == mt.stored.Version
-		}) {
+		provs, err := s.provenancesBy(ctx, m.l.Tenant, url.Values{"target": {ref}})
+		if err != nil {
+			return false, err
+		}
+		i := slices.IndexFunc(provs, func(p written) bool { return p.targets[ref] == mt.stored.Version })
+		switch {
+		case i < 0:
+			return false, nil // no Provenance lists it: not the gateway's record's to judge
+		case provs[i].of != self:
+			continue // another record's (the record's other form's)
+		case !provs[i].replay:
 			return false, nil
 		}
+		own++
 	}
-	return true, nil
+	return own > 0, nil
 }
 
 // entryKey identifies a mapped entry's resource: its type and identifier.

@@ -300,3 +300,71 @@ func TestReplayRaisedSignalsRetired(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayRaisedSignalsRetiredNested: as TestReplayRaisedSignalsRetired
+// for a session whose nested MADRS was also sent on its own: the Flag the
+// MADRS's own replay raised (its record's, which the session leaves to
+// it) does not keep the session's DetectedIssue from being retired (a
+// mapping developer's review).
+func TestReplayRaisedSignalsRetiredNested(t *testing.T) {
+	rec := func(id, version, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version + `",
+			"lastUpdated": "2026-03-02T18:00:00Z"}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	madrs := `"instrument": "MADRS", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "score": 4},
+		{"number": 2, "score": 4}, {"number": 3, "score": 3}, {"number": 4, "score": 3}, {"number": 5, "score": 2},
+		{"number": 6, "score": 4}, {"number": 7, "score": 3}, {"number": 8, "score": 3}, {"number": 9, "score": 3},
+		{"number": 10, "score": 3}], "total": 32`
+	session := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-N", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 100}], "assessments": [{"recordId": "MAD-N", ` + madrs + `}]`
+	f := newFixture(t)
+	f.ingest(t, "", "session", rec("S-N", "1", session))
+	f.ingest(t, "", "assessment", rec("MAD-N", "2", `"sessionId": "S-N", `+madrs))
+	lower := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		s := mapping.DefaultSafety()
+		s.MADRSItem10 = 3
+		s.HeartRate.High, s.HeartRate.CriticalHigh = 90, 95
+		opts.Safety = &s
+		return mapping.Map(rec, opts)
+	}
+	status := func(typ string) string {
+		t.Helper()
+		vs := f.versions(t, "", typ)
+		if len(vs) != 1 {
+			t.Fatalf("%d %ss, want one", len(vs), typ)
+		}
+		for _, v := range vs {
+			var doc struct{ Status string }
+			if err := json.Unmarshal(v.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			return doc.Status
+		}
+		return ""
+	}
+	// Applied until nothing is left to change (a run may meet its own
+	// write of the other form's Flag: conflict, run again).
+	settle := func(m replay.MapFunc, reason string) {
+		t.Helper()
+		for range 3 {
+			sum, _ := run(t, f.service(m), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: reason})
+			if sum.Changed == 0 && sum.Conflicts == 0 {
+				return
+			}
+		}
+	}
+	settle(lower, "lowered")
+	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "active" || issue != "final" {
+		t.Fatalf("after the lowered replay: Flag %s, DetectedIssue %s; want active and final", flag, issue)
+	}
+	settle(nil, "back")
+	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "inactive" || issue != "entered-in-error" {
+		t.Errorf("after the replay back: Flag %s, DetectedIssue %s; want inactive and entered-in-error", flag, issue)
+	}
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Unchanged != sum.Records {
+		t.Errorf("the run after: %+v %+v, want every record unchanged", sum, got)
+	}
+}
