@@ -442,10 +442,19 @@ func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
 	}
 	// The cancel's AuditEvent says how far the job got (counts, no values).
 	desc := fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
-	if cur, err := s.st.Job(ctx, j.ID); err == nil {
+	cur, err := s.st.Job(ctx, j.ID)
+	if err == nil {
 		if _, issues := outcome.From(cancelledError(cur)); len(issues) == 1 {
 			desc = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
 		}
+	}
+	if err == nil && r == nil && j.Status == store.JobRunning && len(cur.Result) == 0 {
+		// Run by another process (serve, for the jobs command): it stops
+		// within a poll, after the items it is writing, and records how
+		// far it got then (an operator's review: the count saved last
+		// was read as the final one, and 206 more records went in).
+		desc += "; it was running in another gateway process, which stops it within a few seconds after the items " +
+			"it is writing: the jobs list shows how far it got once it has stopped"
 	}
 	return desc, nil
 }
