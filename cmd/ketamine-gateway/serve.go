@@ -325,17 +325,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if err != nil {
 				return nil
 			}
-			holds := worker.Holds()
-			out := make([]telemetry.BacklogStat, 0, len(stats))
-			for _, s := range stats {
-				_, held := holds[s.Destination]
-				b := telemetry.BacklogStat{Destination: s.Destination, Pending: int64(s.Pending), Dead: int64(s.Dead), Held: held}
-				if !s.OldestPending.IsZero() {
-					b.OldestPendingAge = time.Since(s.OldestPending)
-				}
-				out = append(out, b)
-			}
-			return out
+			return backlogStats(stats, worker.Holds(), destinationNames(dests), time.Now())
 		})
 		metrics.RegisterCapabilities(func() []telemetry.CapabilityStat {
 			checks := worker.CapabilityChecks()
@@ -414,10 +404,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	ln = gateway.Listener(ln, tlsConfig)
-	names := make([]string, len(dests))
-	for i, d := range dests {
-		names[i] = d.Name
-	}
+	names := destinationNames(dests)
 	mode := "development (no authentication, loopback only)"
 	if authn != nil {
 		mode = "authenticated (SMART Backend Services)"
@@ -821,4 +808,37 @@ func corsOriginsOf(list string, flagSet bool, fc *fileConfig) ([]string, error) 
 		return nil, usageError("serve", "%s: %v", name, err)
 	}
 	return origins, nil
+}
+
+// backlogStats are the delivery backlog's metrics: each destination the
+// outbox names, and each configured one without deliveries yet with
+// zeros, as /readyz lists them (an operator's review: a dashboard saw no
+// series for a new destination until its first delivery).
+func backlogStats(stats []store.DestinationStats, holds map[string]time.Time, configured []string, now time.Time) []telemetry.BacklogStat {
+	out := make([]telemetry.BacklogStat, 0, len(stats)+len(configured))
+	seen := map[string]bool{}
+	for _, s := range stats {
+		_, held := holds[s.Destination]
+		b := telemetry.BacklogStat{Destination: s.Destination, Pending: int64(s.Pending), Dead: int64(s.Dead), Held: held}
+		if !s.OldestPending.IsZero() {
+			b.OldestPendingAge = now.Sub(s.OldestPending)
+		}
+		out, seen[s.Destination] = append(out, b), true
+	}
+	for _, d := range configured {
+		if !seen[d] {
+			_, held := holds[d]
+			out = append(out, telemetry.BacklogStat{Destination: d, Held: held})
+		}
+	}
+	return out
+}
+
+// destinationNames are the names of dests, in order.
+func destinationNames(dests []delivery.Destination) []string {
+	names := make([]string, len(dests))
+	for i, d := range dests {
+		names[i] = d.Name
+	}
+	return names
 }
