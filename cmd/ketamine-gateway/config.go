@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -144,6 +145,13 @@ func readConfig(configFile string) (*fileConfig, error) {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
+		case errors.Is(err, io.EOF) && len(bytes.TrimSpace(b)) == 0:
+			return nil, fmt.Errorf("--config %s: the file is empty: it must hold one JSON object ({} for the defaults)", configFile)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			// (an operator's review: "unexpected EOF", without where)
+			line, col := lineCol(b, int64(len(b)))
+			return nil, fmt.Errorf("--config %s: line %d, column %d: the file ends before its JSON does (a closing } or ] "+
+				"or a quote is missing)", configFile, line, col)
 		case errors.As(err, &se):
 			off = se.Offset
 		case errors.As(err, &te):

@@ -413,6 +413,8 @@ func TestConfigErrorsSayWhere(t *testing.T) {
 		"unknown field":  {"{\n  \"destinations\": [\n    {\"name\": \"h\", \"baseUrl\": \"https://e.example/fhir\",\n     \"timout\": \"5s\"}\n  ]\n}\n", `line 4, column 6: json: unknown field "timout"`},
 		"trailing comma": {"{\n  \"destinations\": [\n    {\"name\": \"h\"},\n  ]\n}\n", "line 4, column 4: invalid character ']'"},
 		"wrong type":     {"{\"destinations\": [\n {\"name\": 5}]}", "line 2, column 12: json: cannot unmarshal number"},
+		"truncated":      {"{\"destinations\": [\n {\"name\": \"a\", \"baseUrl\": \"http://x\"", "line 2, column 37: the file ends before its JSON does"},
+		"empty":          {"\n", "the file is empty"},
 	} {
 		_, err := readConfig(writeTemp(t, "c.json", tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
