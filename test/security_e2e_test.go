@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -574,10 +576,12 @@ func TestLimits(t *testing.T) {
 
 // TestReplicasShareAuth: two replicas on one database, one configuration
 // and one GATEWAY_TOKEN_SECRET: a token from one works on the other, and an
-// assertion used at one is refused as a replay at the other.
+// assertion used at one is refused as a replay at the other. On
+// PostgreSQL, the database replicas share (a SQLite file is served by one
+// gateway process, which locks it).
 func TestReplicasShareAuth(t *testing.T) {
 	t.Setenv("GATEWAY_TOKEN_SECRET", base64.StdEncoding.EncodeToString([]byte("an-example-secret-of-32-bytes-or-more!")))
-	db := filepath.Join(t.TempDir(), "shared.db")
+	db := freshPostgres(t)
 	a := startSecured(t, "--db", db)
 	b := start(t, "--db", db, "--config", a.config)
 
@@ -629,5 +633,27 @@ func TestDeliveryTenantFilter(t *testing.T) {
 	}
 	if _, _, posts := ehr.stats(); posts != 1 {
 		t.Errorf("the EHR received %d transactions, want 1 (clinic A's)", posts)
+	}
+}
+
+// TestOneServePerSQLiteFile: a second serve on a SQLite file another
+// serve is serving is refused (exit 2, naming the holder's pid), and
+// once the first has stopped, the file is served again (an operator's
+// review: it started without a word, with its own configuration).
+func TestOneServePerSQLiteFile(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "one.db")
+	g := start(t, "--db", db)
+	out, err := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--db", db).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), fmt.Sprintf("is being served already (pid %d", g.Cmd.Process.Pid)) {
+		t.Fatalf("a second serve = %v: %s; want exit 2 naming pid %d", err, out, g.Cmd.Process.Pid)
+	}
+	if err := g.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = g.Cmd.Wait()
+	g2 := start(t, "--db", db)
+	if status, _, _ := doReq(t, "GET", g2.base+"/healthz", ""); status != 200 {
+		t.Errorf("the file served again: healthz %d", status)
 	}
 }

@@ -121,6 +121,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	if cfg.migrateOnly {
+		release, err := lockServe(cfg.db)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return migrateOnly(ctx, cfg.db, stderr)
 	}
 	if err := checkAddr(cfg.addr); err != nil {
@@ -184,6 +189,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if mln != nil {
 		defer serveMetrics(mln, tel, logger)()
 	}
+	release, err := lockServe(cfg.db)
+	if err != nil {
+		return err
+	}
+	defer release()
 	st, err := openStore(ctx, cfg.db, dbCreate, logger)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
