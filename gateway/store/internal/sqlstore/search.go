@@ -156,6 +156,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			// The walk reached the end of its budget before the page was
 			// full: the page is found by the criteria instead.
 			keys, pg.Matches, vals.of, got = nil, nil, nil, 0
+			*budget = pageBudget{max: q.MaxBytes} // (what the walk read is not on the page)
 			rest, err = statements(s.d, q, s.now(), formAll, n+1, nil)
 		} else {
 			// The matches with a value of the first sort key ran out
