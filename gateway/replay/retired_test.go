@@ -232,6 +232,40 @@ func TestWithdrawalAfterReplayRetiresItsWrites(t *testing.T) {
 	}
 }
 
+// madrs is a MADRS whose item 10 (3) raises no Flag under the default
+// thresholds (4) and one under loweredSignals.
+const madrs = `"instrument": "MADRS", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "score": 4},
+	{"number": 2, "score": 4}, {"number": 3, "score": 3}, {"number": 4, "score": 3}, {"number": 5, "score": 2},
+	{"number": 6, "score": 4}, {"number": 7, "score": 3}, {"number": 8, "score": 3}, {"number": 9, "score": 3},
+	{"number": 10, "score": 3}], "total": 32`
+
+// loweredSignals maps under thresholds that raise a MADRS Flag at item 10
+// of 3 and a DetectedIssue at a pre-dose heart rate of 95 and above.
+func loweredSignals(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+	s := mapping.DefaultSafety()
+	s.MADRSItem10 = 3
+	s.HeartRate.High, s.HeartRate.CriticalHigh = 90, 95
+	opts.Safety = &s
+	return mapping.Map(rec, opts)
+}
+
+// signalStatus is the status of the one resource of typ f stores.
+func signalStatus(t *testing.T, f *fixture, typ string) string {
+	t.Helper()
+	vs := f.versions(t, "", typ)
+	if len(vs) != 1 {
+		t.Fatalf("%d %ss, want one", len(vs), typ)
+	}
+	for _, v := range vs {
+		var doc struct{ Status string }
+		if err := json.Unmarshal(v.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Status
+	}
+	return ""
+}
+
 // TestReplayRaisedSignalsRetired: a safety signal a replay raised (a
 // MADRS Flag, a session's DetectedIssue, under lowered thresholds) is
 // retired by a replay under the thresholds before (the Flag inactive, the
@@ -244,10 +278,6 @@ func TestReplayRaisedSignalsRetired(t *testing.T) {
 		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "1",
 			"lastUpdated": "2026-03-02T18:00:00Z"}, "patient": {"id": "P-1"}, ` + body + `}`)
 	}
-	madrs := `"instrument": "MADRS", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "score": 4},
-		{"number": 2, "score": 4}, {"number": 3, "score": 3}, {"number": 4, "score": 3}, {"number": 5, "score": 2},
-		{"number": 6, "score": 4}, {"number": 7, "score": 3}, {"number": 8, "score": 3}, {"number": 9, "score": 3},
-		{"number": 10, "score": 3}], "total": 32`
 	session := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
 		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
 		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-R", "timepoint": "pre-dose",
@@ -258,29 +288,8 @@ func TestReplayRaisedSignalsRetired(t *testing.T) {
 	if n := len(f.versions(t, "", "Flag")) + len(f.versions(t, "", "DetectedIssue")); n != 0 {
 		t.Fatalf("%d signals raised at the ingest, want none under the default thresholds", n)
 	}
-	lower := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
-		s := mapping.DefaultSafety()
-		s.MADRSItem10 = 3
-		s.HeartRate.High, s.HeartRate.CriticalHigh = 90, 95
-		opts.Safety = &s
-		return mapping.Map(rec, opts)
-	}
-	status := func(typ string) string {
-		t.Helper()
-		vs := f.versions(t, "", typ)
-		if len(vs) != 1 {
-			t.Fatalf("%d %ss, want one", len(vs), typ)
-		}
-		for _, v := range vs {
-			var doc struct{ Status string }
-			if err := json.Unmarshal(v.Body, &doc); err != nil {
-				t.Fatal(err)
-			}
-			return doc.Status
-		}
-		return ""
-	}
-	run(t, f.service(lower), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "lowered"})
+	status := func(typ string) string { t.Helper(); return signalStatus(t, f, typ) }
+	run(t, f.service(loweredSignals), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "lowered"})
 	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "active" || issue != "final" {
 		t.Fatalf("after the lowered replay: Flag %s, DetectedIssue %s; want active and final", flag, issue)
 	}
@@ -311,10 +320,6 @@ func TestReplayRaisedSignalsRetiredNested(t *testing.T) {
 		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version + `",
 			"lastUpdated": "2026-03-02T18:00:00Z"}, "patient": {"id": "P-1"}, ` + body + `}`)
 	}
-	madrs := `"instrument": "MADRS", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "score": 4},
-		{"number": 2, "score": 4}, {"number": 3, "score": 3}, {"number": 4, "score": 3}, {"number": 5, "score": 2},
-		{"number": 6, "score": 4}, {"number": 7, "score": 3}, {"number": 8, "score": 3}, {"number": 9, "score": 3},
-		{"number": 10, "score": 3}], "total": 32`
 	session := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
 		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
 		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-N", "timepoint": "pre-dose",
@@ -322,28 +327,7 @@ func TestReplayRaisedSignalsRetiredNested(t *testing.T) {
 	f := newFixture(t)
 	f.ingest(t, "", "session", rec("S-N", "1", session))
 	f.ingest(t, "", "assessment", rec("MAD-N", "2", `"sessionId": "S-N", `+madrs))
-	lower := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
-		s := mapping.DefaultSafety()
-		s.MADRSItem10 = 3
-		s.HeartRate.High, s.HeartRate.CriticalHigh = 90, 95
-		opts.Safety = &s
-		return mapping.Map(rec, opts)
-	}
-	status := func(typ string) string {
-		t.Helper()
-		vs := f.versions(t, "", typ)
-		if len(vs) != 1 {
-			t.Fatalf("%d %ss, want one", len(vs), typ)
-		}
-		for _, v := range vs {
-			var doc struct{ Status string }
-			if err := json.Unmarshal(v.Body, &doc); err != nil {
-				t.Fatal(err)
-			}
-			return doc.Status
-		}
-		return ""
-	}
+	status := func(typ string) string { t.Helper(); return signalStatus(t, f, typ) }
 	// Applied until nothing is left to change (a run may meet its own
 	// write of the other form's Flag: conflict, run again).
 	settle := func(m replay.MapFunc, reason string) {
@@ -355,7 +339,7 @@ func TestReplayRaisedSignalsRetiredNested(t *testing.T) {
 			}
 		}
 	}
-	settle(lower, "lowered")
+	settle(loweredSignals, "lowered")
 	if flag, issue := status("Flag"), status("DetectedIssue"); flag != "active" || issue != "final" {
 		t.Fatalf("after the lowered replay: Flag %s, DetectedIssue %s; want active and final", flag, issue)
 	}
