@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -71,16 +70,17 @@ func (e *Engine) answerWithin(en *Entry, a *answered) error {
 	if en.method != "GET" {
 		return nil
 	}
-	var rs []*store.Resource
+	n := *a
+	add := func(rs ...*store.Resource) { n.resources, n.bytes = n.resources+len(rs), n.bytes+bodies(rs) }
 	switch {
 	case en.searched != nil:
-		rs = slices.Concat(en.searched.Page.Matches, en.searched.Page.Included)
+		add(en.searched.Page.Matches...)
+		add(en.searched.Page.Included...)
 	case en.hist != nil:
-		rs = en.hist.Versions
+		add(en.hist.Versions...)
 	case en.res != nil && en.res.Resource != nil:
-		rs = []*store.Resource{en.res.Resource}
+		add(en.res.Resource)
 	}
-	n := answered{resources: a.resources + len(rs), bytes: a.bytes + bodies(rs)}
 	if n.resources <= e.maxAnswer && n.bytes <= e.maxAnswerBytes() {
 		*a = n
 		return nil
