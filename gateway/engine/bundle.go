@@ -13,6 +13,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/cpuslots"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -56,29 +57,33 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 	var typ string
 	var decoded []any         // the entries of a Bundle validated whole
 	var wire []fhirwire.Entry // or those of a batch validated entry by entry
-	err := e.stage(ctx, "fhir.validate", func(context.Context) error {
-		// Most Bundles are valid: one parse validates the whole Bundle
-		// and decodes it.
-		doc, verr := e.v.Decoded(body, "Bundle")
-		if verr == nil {
-			typ, _ = doc["type"].(string)
-			decoded, _ = doc["entry"].([]any)
+	// In a CPU slot (package cpuslots): the parse leaves the write lane a
+	// core.
+	err := cpuslots.Run(ctx, func() error {
+		return e.stage(ctx, "fhir.validate", func(context.Context) error {
+			// Most Bundles are valid: one parse validates the whole Bundle
+			// and decodes it.
+			doc, verr := e.v.Decoded(body, "Bundle")
+			if verr == nil {
+				typ, _ = doc["type"].(string)
+				decoded, _ = doc["entry"].([]any)
+				return nil
+			}
+			b, err := decodeWire(body)
+			if err != nil || b.ResourceType != "Bundle" || b.Type != fhirwire.TypeBatch {
+				// A transaction fails as a whole, so the whole Bundle is
+				// validated at once; the validator also names any syntax
+				// problem precisely.
+				return verr
+			}
+			// A batch whose entries are not all valid: one bad entry fails
+			// only itself.
+			if err := e.validateBatchShell(body); err != nil {
+				return err
+			}
+			typ, wire = b.Type, b.Entry
 			return nil
-		}
-		b, err := decodeWire(body)
-		if err != nil || b.ResourceType != "Bundle" || b.Type != fhirwire.TypeBatch {
-			// A transaction fails as a whole, so the whole Bundle is
-			// validated at once; the validator also names any syntax
-			// problem precisely.
-			return verr
-		}
-		// A batch whose entries are not all valid: one bad entry fails
-		// only itself.
-		if err := e.validateBatchShell(body); err != nil {
-			return err
-		}
-		typ, wire = b.Type, b.Entry
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, err

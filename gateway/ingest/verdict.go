@@ -7,6 +7,7 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/cpuslots"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -68,12 +69,25 @@ type prepared struct {
 // opts, the R4 structure and the profiles (whose result, checked, the
 // caller reports: a dry run at once, a store where it would have run it).
 // named, when not nil, is told the decoded record before its clinical
-// rules are checked (the audit scope names it, refused or not).
+// rules are checked (the audit scope names it, refused or not). It runs
+// in a CPU slot (package cpuslots), which leaves the write lane a core.
 func (s *Service) prepare(ctx context.Context, kind mapping.Kind, body []byte, opts mapping.Options, tenant string,
 	named func(mapping.Record)) (*prepared, error) {
 	if !KnownKind(kind) {
 		return nil, ErrKindUnknown
 	}
+	var pr *prepared
+	err := cpuslots.Run(ctx, func() error {
+		var err error
+		pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named)
+		return err
+	})
+	return pr, err
+}
+
+// prepareNow is prepare once a CPU slot is free.
+func (s *Service) prepareNow(ctx context.Context, kind mapping.Kind, body []byte, opts mapping.Options, tenant string,
+	named func(mapping.Record)) (*prepared, error) {
 	pr := &prepared{kind: kind, opts: opts}
 	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
 	err := stage.Run(ctx, s.tracer, "ingest.schema", func(context.Context) error {

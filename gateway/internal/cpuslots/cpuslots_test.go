@@ -1,0 +1,85 @@
+package cpuslots
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// TestRunBounds: with every slot held, a further Run does not call its
+// fn; it returns its context's error once that ends, and the slots serve
+// the next callers once they are given back.
+func TestRunBounds(t *testing.T) {
+	n := N()
+	if n < 1 {
+		t.Fatalf("N() = %d, want at least 1", n)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			err := Run(context.Background(), func() error {
+				entered <- struct{}{}
+				<-release
+				return nil
+			})
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		})
+	}
+	for range n {
+		<-entered
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	called := false
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, func() error { called = true; return nil }) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with every slot held and its context ended = %v, want context.Canceled", err)
+	}
+	if called {
+		t.Fatalf("Run called fn with all %d slots held", n)
+	}
+
+	close(release)
+	wg.Wait()
+	want := errors.New("fn's own error")
+	if err := Run(context.Background(), func() error { return want }); err != want {
+		t.Fatalf("Run after the slots were given back = %v, want fn's error", err)
+	}
+}
+
+// TestRunConcurrent: many callers at once all run, and never more than N
+// at a time.
+func TestRunConcurrent(t *testing.T) {
+	var mu sync.Mutex
+	active, most, ran := 0, 0, 0
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			_ = Run(context.Background(), func() error {
+				mu.Lock()
+				active++
+				most = max(most, active)
+				ran++
+				mu.Unlock()
+				for range 1000 {
+					_ = make([]byte, 64)
+				}
+				mu.Lock()
+				active--
+				mu.Unlock()
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if ran != 64 || most > N() {
+		t.Fatalf("%d of 64 ran, at most %d at once; want 64, at most %d", ran, most, N())
+	}
+}
