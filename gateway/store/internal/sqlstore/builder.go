@@ -140,7 +140,11 @@ func (b *Builder) arg(v any) string {
 
 // in writes "col IN (?, ...)", one placeholder for each of vals, or with
 // Dialect.Arrays "col = ANY(?)" (one statement text for any number).
-func (b *Builder) in(col string, vals []string) {
+func (b *Builder) in(col string, vals []string) { addIn(b, col, vals) }
+
+// addIn is Builder.in for values of any type the driver binds (and binds
+// as an array, with the dialect's Arrays).
+func addIn[T any](b *Builder, col string, vals []T) {
 	if b.d.Arrays {
 		b.add(col+" = ANY(?)", vals)
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -162,15 +163,27 @@ func (t *tx) laterItem(id int64) (later int64, status string, err error) {
 	return t.s.laterItemOn(t.ctx, t.c, id)
 }
 
+// laterItemFrom selects, as l, the outbox items later than the item
+// whose id the statement appends after it (a "?" or a column): to the
+// same destination and tenant, sharing one of its order keys, not dead or
+// a withdrawal withheld. Its two arguments come first
+// (laterItemArgs).
+const laterItemFrom = `FROM outbox_keys k
+	JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant AND lk.order_key = k.order_key
+		AND lk.item_id > k.item_id
+	JOIN outbox l ON l.id = lk.item_id
+	WHERE (l.status <> 'dead' OR substr(l.last_error, 1, ?) = ?) AND k.item_id = `
+
+// laterItemArgs are laterItemFrom's arguments.
+func laterItemArgs() []any {
+	return []any{len(store.WithheldWithdrawal), store.WithheldWithdrawal}
+}
+
 // laterItemOn is laterItem on the connection c (a transaction's or a
 // reader's).
 func (s *Store) laterItemOn(ctx context.Context, c Conn, id int64) (later int64, status string, err error) {
-	err = c.QueryRow(ctx, s.bind(`SELECT l.id, l.status FROM outbox_keys k
-		JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant AND lk.order_key = k.order_key
-			AND lk.item_id > k.item_id
-		JOIN outbox l ON l.id = lk.item_id
-		WHERE k.item_id = ? AND (l.status <> 'dead' OR substr(l.last_error, 1, ?) = ?)
-		ORDER BY l.id DESC LIMIT 1`), id, len(store.WithheldWithdrawal), store.WithheldWithdrawal).Scan(&later, &status)
+	err = c.QueryRow(ctx, s.bind(`SELECT l.id, l.status `+laterItemFrom+`? ORDER BY l.id DESC LIMIT 1`),
+		append(laterItemArgs(), id)...).Scan(&later, &status)
 	if errNoRows(err) {
 		return 0, "", nil
 	}
@@ -197,20 +210,13 @@ func (s *Store) Superseders(ctx context.Context, ids []int64) (map[int64]store.S
 	err := s.db.Read(ctx, func(c Conn) error {
 		for len(ids) > 0 {
 			n := min(len(ids), 500)
-			args := make([]any, 0, n+2)
-			args = append(args, len(store.WithheldWithdrawal), store.WithheldWithdrawal)
-			for _, id := range ids[:n] {
-				args = append(args, id)
-			}
+			b := NewBuilder(s.d, "", time.Time{})
+			b.Add(`SELECT x.id, s.id, s.status FROM outbox x
+				JOIN outbox s ON s.id = (SELECT l.id `+laterItemFrom+`x.id ORDER BY l.id DESC LIMIT 1)
+				WHERE `, laterItemArgs()...)
+			addIn(b, "x.id", ids[:n])
 			ids = ids[n:]
-			rows, err := c.Query(ctx, s.bind(`SELECT x.id, l.id, l.status FROM outbox x
-				JOIN outbox l ON l.id = (SELECT lk.item_id FROM outbox_keys k
-					JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant
-						AND lk.order_key = k.order_key AND lk.item_id > k.item_id
-					JOIN outbox l2 ON l2.id = lk.item_id
-					WHERE k.item_id = x.id AND (l2.status <> 'dead' OR substr(l2.last_error, 1, ?) = ?)
-					ORDER BY lk.item_id DESC LIMIT 1)
-				WHERE x.id IN (?`+strings.Repeat(", ?", n-1)+`)`), args...)
+			rows, err := c.Query(ctx, b.SQL(), b.Args()...)
 			if err != nil {
 				return err
 			}
