@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
@@ -19,11 +20,18 @@ import (
 // of its next link.
 func pagesOf(t *testing.T, h http.Handler, target string) (pages [][]string, sizes, offsets []int) {
 	t.Helper()
+	return pagesNamed(t, h, target, func(r map[string]any) string { return fmt.Sprint(r["resourceType"], "/", r["id"]) })
+}
+
+// pagesNamed is pagesOf naming each resource by name, each request sent
+// with headers.
+func pagesNamed(t *testing.T, h http.Handler, target string, name func(map[string]any) string, headers ...string) (pages [][]string, sizes, offsets []int) {
+	t.Helper()
 	for target != "" {
 		if len(pages) > 50 {
 			t.Fatalf("more than 50 pages (%v)", pages)
 		}
-		rec := req(h, "GET", target, "")
+		rec := req(h, "GET", target, "", headers...)
 		if rec.Code != 200 {
 			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
 		}
@@ -36,7 +44,7 @@ func pagesOf(t *testing.T, h http.Handler, target string) (pages [][]string, siz
 			if !ok || r["resourceType"] == "OperationOutcome" {
 				continue
 			}
-			page = append(page, fmt.Sprint(r["resourceType"], "/", r["id"]))
+			page = append(page, name(r))
 			raw, _ := json.Marshal(r)
 			size += len(raw)
 		}
@@ -139,4 +147,56 @@ func reversed(s []string) []string {
 	out := slices.Clone(s)
 	slices.Reverse(out)
 	return out
+}
+
+// TestPageBytesRestrictedHistory: the history of a resource read through
+// granular scopes, which the engine pages itself from the versions the
+// scopes select, is cut by the page bound as the store's pages are: the
+// first version whatever its size, the next link from where the page
+// ended, and every selected version once.
+func TestPageBytesRestrictedHistory(t *testing.T) {
+	const limit = 3000
+	const vital = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+	clients := []auth.Client{
+		{ID: "full", Tenant: "clinic-a", Scopes: []string{"system/*.cruds"}},
+		{ID: "vitals", Tenant: "clinic-a", Scopes: []string{"system/Observation.rs?" + vital}},
+	}
+	h, _, tok := clientsServerWith(t, clients, app.Config{SearchLimits: search.Limits{PageBytes: limit}, UpdateCreate: true})
+	var want []string // the vital-signs versions, latest first
+	for v := 1; v <= 9; v++ {
+		category, note := "vital-signs", strings.Repeat("x", 900)+strconv.Itoa(v) // (an update that changes nothing makes no version)
+		switch v {
+		case 4, 7:
+			category = "survey" // not selected by the scope
+		case 5:
+			note = strings.Repeat("z", 4000) // alone over the bound
+		}
+		doc := `{"resourceType":"Observation","id":"o","status":"final","category":[{"coding":[{"system":` +
+			`"http://terminology.hl7.org/CodeSystem/observation-category","code":"` + category + `"}]}],` +
+			`"code":{"text":"bp"},"note":[{"text":"` + note + `"}]}`
+		if rec := req(h, "PUT", "/fhir/Observation/o", doc, tok["full"]); rec.Code >= 300 {
+			t.Fatalf("PUT version %d = %d %s", v, rec.Code, rec.Body)
+		}
+		if category == "vital-signs" {
+			want = append([]string{strconv.Itoa(v)}, want...)
+		}
+	}
+	version := func(r map[string]any) string { return r["meta"].(map[string]any)["versionId"].(string) }
+	pages, sizes, offsets := pagesNamed(t, h, "/fhir/Observation/o/_history?_count=100", version, tok["vitals"])
+	if len(pages) < 3 {
+		t.Errorf("%d pages: %v, want the page bound to cut them", len(pages), pages)
+	}
+	var got []string
+	for i, p := range pages {
+		if len(p) == 0 || len(p) > 1 && sizes[i] > limit+200 {
+			t.Errorf("page %d: versions %v, %d bytes", i, p, sizes[i])
+		}
+		got = append(got, p...)
+		if i < len(offsets) && offsets[i] != len(got) {
+			t.Errorf("page %d's next link: _offset %d, want %d", i, offsets[i], len(got))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged versions %v, want %v", got, want)
+	}
 }

@@ -84,7 +84,8 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 	all := q
 	all.Offset, all.Count = 0, search.MaxCount
 	var page []*store.Resource
-	total, spent := 0, 0 // the versions shown, the bytes of page
+	total := 0 // the versions shown
+	budget := store.PageBudget{Max: q.MaxBytes}
 	for {
 		vs, n, err := st.History(ctx, all)
 		if err != nil {
@@ -94,9 +95,8 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 			if v.Deleted && e.deletionShown(sc, readsAt{ctx, st}, v) || !v.Deleted && e.Visible(sc, v) {
 				// The page: from q.Offset, at most q.Count versions, and
 				// as the store's, at most q.MaxBytes of them but the first.
-				if total >= q.Offset && len(page) < q.Count && total == q.Offset+len(page) &&
-					(len(page) == 0 || q.MaxBytes <= 0 || spent+len(v.Body) <= q.MaxBytes) {
-					page, spent = append(page, v), spent+len(v.Body)
+				if total >= q.Offset && len(page) < q.Count && total == q.Offset+len(page) && budget.Take(len(v.Body)) {
+					page = append(page, v)
 				}
 				total++
 			}

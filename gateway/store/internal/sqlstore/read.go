@@ -50,36 +50,17 @@ func collect(rows Rows) ([]*store.Resource, error) {
 	return out, rows.Err()
 }
 
-// pageBudget bounds the JSON of the bodies of a page (search.Query.MaxBytes,
-// store.HistoryQuery.MaxBytes): it takes the first body whatever its
-// size, then bodies as long as they come to at most max in all (max 0:
-// every body).
-type pageBudget struct {
-	max, spent int
-	taken      bool
-}
-
-// take reports whether a body of n bytes still fits, and spends them if
-// so.
-func (b *pageBudget) take(n int) bool {
-	if b.max > 0 && b.taken && b.spent+n > b.max {
-		return false
-	}
-	b.spent, b.taken = b.spent+n, true
-	return true
-}
-
 // collectWithin is collect of rows as far as b lets their bodies in: cut
 // says it stopped at a row b refused (read, not kept; no row after it is
 // read).
-func collectWithin(rows Rows, b *pageBudget) (out []*store.Resource, cut bool, err error) {
+func collectWithin(rows Rows, b *store.PageBudget) (out []*store.Resource, cut bool, err error) {
 	defer rows.Close()
 	for rows.Next() {
 		res, err := scanResource(rows)
 		if err != nil {
 			return nil, false, err
 		}
-		if !b.take(len(res.Body)) {
+		if !b.Take(len(res.Body)) {
 			return out, true, nil
 		}
 		out = append(out, res)
@@ -174,7 +155,7 @@ func (s *Store) history(ctx context.Context, c Conn, q store.HistoryQuery) ([]*s
 	rows, err := c.Query(ctx, pageStmt.SQL, pageStmt.Args...)
 	var out []*store.Resource
 	if err == nil {
-		out, _, err = collectWithin(rows, &pageBudget{max: q.MaxBytes})
+		out, _, err = collectWithin(rows, &store.PageBudget{Max: q.MaxBytes})
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))

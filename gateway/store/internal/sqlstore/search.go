@@ -127,7 +127,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	vals := sortValues{n: q.SortValues()}
 	join := joinMatches(s.d, q)
 	got := 0 // the rows the statements selected
-	budget := &pageBudget{max: q.MaxBytes}
+	budget := &store.PageBudget{Max: q.MaxBytes}
 	run := func(st Stmt) error {
 		rows, err := c.Query(ctx, st.SQL, st.Args...)
 		if err == nil {
@@ -156,7 +156,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			// The walk reached the end of its budget before the page was
 			// full: the page is found by the criteria instead.
 			keys, pg.Matches, vals.of, got = nil, nil, nil, 0
-			*budget = pageBudget{max: q.MaxBytes} // (what the walk read is not on the page)
+			*budget = store.PageBudget{Max: q.MaxBytes} // (what the walk read is not on the page)
 			rest, err = statements(s.d, q, s.now(), formAll, n+1, nil)
 		} else {
 			// The matches with a value of the first sort key ran out
@@ -544,15 +544,15 @@ var errOverBudget = errors.New("bodies over the page's bound")
 // many keys, in no order, so the budget left is first a bound on them
 // all; past it, reading stops and they come one by one, in order, until
 // b refuses one (a bounded page of large bodies; rare).
-func (s *Store) fetchWithin(ctx context.Context, c Conn, keys []key, b *pageBudget) ([]*store.Resource, bool, error) {
-	if b.max <= 0 {
+func (s *Store) fetchWithin(ctx context.Context, c Conn, keys []key, b *store.PageBudget) ([]*store.Resource, bool, error) {
+	if b.Max <= 0 {
 		res, err := s.fetch(ctx, c, keys)
 		return res, false, err
 	}
-	res, err := s.fetchAtMost(ctx, c, keys, max(b.max-b.spent, 1))
+	res, err := s.fetchAtMost(ctx, c, keys, max(b.Max-b.Spent, 1))
 	if err == nil {
 		for _, r := range res {
-			b.take(len(r.Body)) // each fits: they come to at most what is left
+			b.Take(len(r.Body)) // each fits: they come to at most what is left
 		}
 		return res, false, nil
 	}
@@ -565,7 +565,7 @@ func (s *Store) fetchWithin(ctx context.Context, c Conn, keys []key, b *pageBudg
 		if err != nil {
 			return nil, false, err
 		}
-		if len(one) == 1 && !b.take(len(one[0].Body)) {
+		if len(one) == 1 && !b.Take(len(one[0].Body)) {
 			return out, true, nil
 		}
 		out = append(out, one...)
@@ -726,7 +726,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 	slices.SortFunc(found, func(a, b key) int {
 		return cmp.Or(strings.Compare(a.typ, b.typ), strings.Compare(a.id, b.id))
 	})
-	res, cut, err := s.fetchWithin(ctx, c, found, &pageBudget{max: q.MaxBytes})
+	res, cut, err := s.fetchWithin(ctx, c, found, &store.PageBudget{Max: q.MaxBytes})
 	if cut {
 		return nil, search.IncludedTooLarge(q.MaxBytes)
 	}
