@@ -59,7 +59,7 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 	var wire []fhirwire.Entry // or those of a batch validated entry by entry
 	// In a CPU slot (package cpuslots): the parse leaves the write lane a
 	// core.
-	err := cpuslots.Run(ctx, func() error {
+	err := cpuslots.Run(ctx, len(body), func() error {
 		return e.stage(ctx, "fhir.validate", func(context.Context) error {
 			// Most Bundles are valid: one parse validates the whole Bundle
 			// and decodes it.

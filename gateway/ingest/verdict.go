@@ -77,7 +77,7 @@ func (s *Service) prepare(ctx context.Context, kind mapping.Kind, body []byte, o
 		return nil, ErrKindUnknown
 	}
 	var pr *prepared
-	err := cpuslots.Run(ctx, func() error {
+	err := cpuslots.Run(ctx, len(body), func() error {
 		var err error
 		pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named)
 		return err

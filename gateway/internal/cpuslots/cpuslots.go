@@ -7,13 +7,17 @@
 // goroutines that render its transaction's resources for 12%. Those
 // goroutines were queued behind up to 32 requests mapping their records,
 // on a 2-core machine (issue 19, an execution trace of the gateway). With
-// at most GOMAXPROCS-1 requests in that work, session records at 32
-// clients went from 86-95 to 94-99 a second, in 4 of 4 interleaved pairs.
+// at most GOMAXPROCS-1 requests in that work, the lane waited for a core
+// 3% of its time, and session records at 32 clients were faster in 10 of
+// 12 interleaved pairs (by about 3%, docs/BENCHMARKS.md).
 //
 // A request waits for its slot in arrival order (a Go channel's senders
 // queue first in, first out). No request waits for I/O while it holds a
-// slot: what runs in one is pure CPU, so a slot is held for milliseconds,
-// or for a large Bundle's parse.
+// slot: what runs in one is pure CPU. A body larger than MaxHeld takes no
+// slot: its work runs beside the others' as before, so that a slot is held
+// for milliseconds, and small requests never queue behind a large one's
+// parse (which a client could otherwise repeat to hold back every other
+// client's writes).
 package cpuslots
 
 import (
@@ -21,6 +25,11 @@ import (
 	"runtime"
 	"sync"
 )
+
+// MaxHeld is the largest body, in bytes, whose work takes a slot. A
+// session record is some 5 KB; a Bundle of 64 KB takes some 5 ms to parse
+// and validate.
+const MaxHeld = 64 << 10
 
 var (
 	once  sync.Once
@@ -33,9 +42,13 @@ func N() int {
 	return max(1, runtime.GOMAXPROCS(0)-1)
 }
 
-// Run calls fn once a slot is free, and returns its error, or ctx's error
-// when ctx ends before a slot is free (fn is then not called).
-func Run(ctx context.Context, fn func() error) error {
+// Run calls fn for the work on a body of size bytes: once a slot is free,
+// or at once for a body larger than MaxHeld. It returns fn's error, or
+// ctx's error when ctx ends before a slot is free (fn is then not called).
+func Run(ctx context.Context, size int, fn func() error) error {
+	if size > MaxHeld {
+		return fn()
+	}
 	once.Do(func() { slots = make(chan struct{}, N()) })
 	select {
 	case slots <- struct{}{}:
