@@ -1367,6 +1367,107 @@ func (t slowTx) Search(q *search.Query) (*store.Page, error) {
 	return t.Tx.Search(q)
 }
 
+func (t slowTx) SearchEach(qs []*search.Query) ([]*store.Page, error) {
+	for _, q := range qs {
+		t.s.slow(q)
+	}
+	return t.Tx.SearchEach(qs)
+}
+
+// TestConditionalSearchesBudget (an attacker's review: a 140 KB
+// transaction of 600 conditional PUTs, each criteria a slow search, held
+// the write lane, every tenant's writes and audited reads, for 158 s): a
+// Bundle's conditional criteria and conditional references are searches
+// too, run in its write transaction, and share its GET entries' budget of
+// the search timeout. Past it, a transaction fails whole with 400
+// bundle-reads-too-costly and writes nothing; a batch's later conditional
+// entries fail alone, the earlier ones written.
+func TestConditionalSearchesBudget(t *testing.T) {
+	const n = 20
+	setup := func(t *testing.T) (http.Handler, *slowFirstSearch) {
+		st := &slowFirstSearch{Store: tempSQLite(t, sqlite.Options{}), delay: 50 * time.Millisecond}
+		h := newServer(t, app.Config{Store: st, SearchTimeout: 200 * time.Millisecond, UpdateCreate: true}, gateway.Config{})
+		return h, st
+	}
+	patient := func(i int) string {
+		return fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"urn:test:mrn","value":"c%d"}]}`, i)
+	}
+	count := func(t *testing.T, h http.Handler, target string) float64 {
+		t.Helper()
+		return decode(t, req(h, "GET", target+"&_summary=count", ""))["total"].(float64)
+	}
+	t.Run("transaction of conditional updates", func(t *testing.T) {
+		h, st := setup(t)
+		st.armed.Store(true)
+		var es []string
+		for i := range n {
+			es = append(es, fmt.Sprintf(`{"resource":%s,"request":{"method":"PUT","url":"Patient?identifier=urn:test:mrn|c%d"}}`, patient(i), i))
+		}
+		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(es, ",")+`]}`)
+		assertOutcome(t, rec, http.StatusBadRequest, "bundle-reads-too-costly", "")
+		if got := st.searches.Load(); got >= n {
+			t.Errorf("%d criteria searched, want the budget to stop them before the %d", got, n)
+		}
+		st.armed.Store(false)
+		if c := count(t, h, "/fhir/Patient?identifier=urn:test:mrn|"); c != 0 {
+			t.Errorf("%v Patients written, want none", c)
+		}
+	})
+	t.Run("transaction of conditional references", func(t *testing.T) {
+		h, st := setup(t)
+		for i := range n {
+			if rec := req(h, "POST", "/fhir/Patient", patient(i)); rec.Code != 201 {
+				t.Fatalf("create = %d %s", rec.Code, rec.Body)
+			}
+		}
+		st.armed.Store(true)
+		var es []string
+		for i := range n {
+			es = append(es, fmt.Sprintf(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"cr"},`+
+				`"subject":{"reference":"Patient?identifier=urn:test:mrn|c%d"}},"request":{"method":"POST","url":"Observation"}}`, i))
+		}
+		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(es, ",")+`]}`)
+		assertOutcome(t, rec, http.StatusBadRequest, "bundle-reads-too-costly", "")
+		if got := st.searches.Load(); got >= n {
+			t.Errorf("%d references searched, want the budget to stop them before the %d", got, n)
+		}
+		st.armed.Store(false)
+		if c := count(t, h, "/fhir/Observation?code:text=cr"); c != 0 {
+			t.Errorf("%v Observations written, want none", c)
+		}
+	})
+	t.Run("batch of conditional creates", func(t *testing.T) {
+		h, st := setup(t)
+		st.armed.Store(true)
+		var es []string
+		for i := range n {
+			es = append(es, fmt.Sprintf(`{"resource":%s,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:test:mrn|c%d"}}`, patient(i), i))
+		}
+		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(es, ",")+`]}`)
+		if rec.Code != 200 {
+			t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+		}
+		written, refused := 0, 0
+		for i := range n {
+			switch status, rule, _ := batchEntryOutcome(t, rec, i); {
+			case strings.HasPrefix(status, "201") && refused == 0:
+				written++
+			case strings.HasPrefix(status, "400") && rule == "bundle-reads-too-costly":
+				refused++
+			default:
+				t.Errorf("entry %d: %s %s, want 201 then, once the budget is spent, 400 bundle-reads-too-costly", i, status, rule)
+			}
+		}
+		if written == 0 || refused == 0 {
+			t.Errorf("%d written, %d refused: want the first written and the rest refused", written, refused)
+		}
+		st.armed.Store(false)
+		if c := count(t, h, "/fhir/Patient?identifier=urn:test:mrn|"); c != float64(written) {
+			t.Errorf("%v Patients stored, want the %d written", c, written)
+		}
+	})
+}
+
 // TestBatchReadsBudget: a batch's GET entries run for the search timeout
 // in all; the later ones are refused without running
 // (bundle-reads-too-costly), so one batch of many searches is not minutes

@@ -214,7 +214,7 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 			// an attacker's review: one write entry beside 20,000
 			// searches held the writes for minutes).
 			failed, shown := 0, answered{}
-			reads := readBudget{left: e.searchTimeout}
+			reads := newReadBudget(e.searchTimeout)
 			for i, en := range entries {
 				get := en.method == "GET" && en.perr == nil
 				switch {
@@ -224,10 +224,9 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 				case get && reads.spent():
 					errs[i], failed = errReadsTooCostly(e.searchTimeout), failed+1
 					continue
-				case get:
-					errs[i] = reads.run(func() error { return e.batchEntry(tx, en, created, base) })
 				default:
-					errs[i] = e.batchEntry(tx, en, created, base)
+					// (runTransaction charges the entry's searches to reads.)
+					errs[i] = e.batchEntry(tx, en, created, base, reads)
 				}
 				if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
 					return 0, errs[i] // the transaction is lost: retry the batch
@@ -262,7 +261,7 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 // bound, were minutes of a core). A database that fails fails the batch.
 func (e *Engine) runReads(ctx context.Context, sc *auditlog.Scope, entries []*Entry, errs []error) (int, error) {
 	failed, shown := 0, answered{}
-	budget := readBudget{left: e.searchTimeout}
+	budget := newReadBudget(e.searchTimeout)
 	for i, en := range entries {
 		switch {
 		case en.perr != nil:
@@ -289,10 +288,22 @@ func (e *Engine) runReads(ctx context.Context, sc *auditlog.Scope, entries []*En
 
 // readBudget is the time a Bundle's GET entries may still run: the search
 // timeout, in all.
-type readBudget struct{ left time.Duration }
+type readBudget struct{ left, budget time.Duration }
 
-// spent reports whether the GET entries have run for the budget.
+// newReadBudget is a budget of d.
+func newReadBudget(d time.Duration) *readBudget { return &readBudget{left: d, budget: d} }
+
+// spent reports whether the searches have run for the budget.
 func (b *readBudget) spent() bool { return b.left <= 0 }
+
+// search runs f, a search or searches, charging its time to the budget,
+// or refuses it (errReadsTooCostly) once the budget is spent.
+func (b *readBudget) search(f func() error) error {
+	if b.spent() {
+		return errReadsTooCostly(b.budget)
+	}
+	return b.run(f)
+}
 
 // run runs a GET entry, charging its time to the budget.
 func (b *readBudget) run(f func() error) error {
@@ -306,8 +317,9 @@ func (b *readBudget) run(f func() error) error {
 // run for the search timeout (budget) in all.
 func errReadsTooCostly(budget time.Duration) error {
 	return outcome.New(outcome.Invalid, "too-costly", "bundle-reads-too-costly", fmt.Sprintf(
-		"the Bundle's GET entries before this one ran for %s (the search timeout) in all, the most one request may: "+
-			"this one was not run; send it, and those after it, in another Bundle", budget))
+		"the request's searches before this entry's (GET entries, conditional criteria and conditional references) ran "+
+			"for %s (the search timeout) in all, the most one request may: this entry was not run; send it, and those "+
+			"after it, in another Bundle", budget))
 }
 
 // readsOnly reports whether a batch's entries only read (GET), or fail
@@ -349,7 +361,7 @@ func (e *Engine) batchReads(ctx context.Context, sc *auditlog.Scope, entries []*
 // its resource gets a new id, and the reference would name none; a
 // relative one made absolute against base or the entry's fullUrl, as in a
 // transaction), fails alone: Invalid batch-interdependent at the reference.
-func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base string) error {
+func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base string, searches *readBudget) error {
 	if en.perr != nil {
 		return en.perr
 	}
@@ -362,7 +374,7 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base str
 			return en.linkAt(err)
 		}
 	}
-	err := tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
+	err := tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil, searches) })
 	if errors.Is(err, store.ErrValueTooLong) || errors.As(err, new(*search.TooManyEntries)) {
 		return outcome.Unentry(locateTooLong(err, []*Entry{en}, true))
 	}

@@ -56,7 +56,9 @@ type condRefs struct {
 	memo   map[string]*condRef // by the criteria's key
 	order  []*condRef          // to verify, in the order first met
 	byType map[string]*typeWrites
-	rows   map[*Entry][]search.Entry // the index entries of written resources, extracted once
+	// searches is the transaction's budget of search time (runTransaction).
+	searches *readBudget
+	rows     map[*Entry][]search.Entry // the index entries of written resources, extracted once
 }
 
 // condRef is one conditional reference's resolution.
@@ -124,6 +126,15 @@ const (
 	matchUnknown // only a search after the writes can tell
 )
 
+// search is the transaction's search for q, charged to its budget.
+func (c *condRefs) search(q *search.Query) (page *store.Page, err error) {
+	err = c.searches.search(func() error {
+		page, err = c.tx.Search(q)
+		return err
+	})
+	return page, err
+}
+
 // decide resolves the criteria q (key: search.Key) of type typ against the
 // state the transaction leaves (see condRefs).
 func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify bool, err error) {
@@ -131,7 +142,7 @@ func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify 
 	replaced, writes := w.replaced, w.writes
 	sq := *q
 	sq.Count = q.Count + len(replaced) // enough to see two that stay
-	page, err := c.tx.Search(&sq)
+	page, err := c.search(&sq)
 	if err != nil {
 		return "", false, err
 	}
@@ -273,7 +284,7 @@ func (c *condRefs) createdAlone(en *Entry) (*Entry, error) {
 	q := *en.criteria
 	q.Count, q.Offset, q.Total, q.SummaryCount, q.Sort = len(c.writesOf(en.typ).writes)+1, 0, false, false, nil
 	q.Includes, q.RevIncludes = nil, nil
-	page, err := c.tx.Search(&q)
+	page, err := c.search(&q)
 	if err != nil {
 		return en, err
 	}
@@ -371,7 +382,7 @@ func (c *condRefs) verify() error {
 		if r.err != nil {
 			continue
 		}
-		page, err := c.tx.Search(r.q)
+		page, err := c.search(r.q)
 		if err != nil {
 			return err
 		}

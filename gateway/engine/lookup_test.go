@@ -40,7 +40,7 @@ func TestLookupFailureNamesItsEntry(t *testing.T) {
 		}
 		entries = append(entries, en)
 	}
-	err := e.runTransaction(failingLookups{err: gone}, nil, entries, time.Now(), nil)
+	err := e.runTransaction(failingLookups{err: gone}, nil, entries, time.Now(), nil, nil)
 	var ee *outcome.EntryError
 	if !errors.As(err, &ee) || ee.Index != 1 || !errors.Is(err, gone) {
 		t.Fatalf("runTransaction = %v; want the store's error at entry 1", err)

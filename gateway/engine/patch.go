@@ -229,7 +229,7 @@ func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, forma
 		return nil, err
 	}
 	return e.writeOne(ctx, sc, en.typ, "patch", func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil); err != nil {
+		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil

@@ -41,7 +41,7 @@ func TestTransactionRelativeReferences(t *testing.T) {
 		mk(3, "http://elsewhere.example/r4/Patient/tempB", `{"resourceType":"Patient"}`),
 	}
 	sc := &auditlog.Scope{Base: base}
-	if err := e.runTransaction(&recordingTx{}, sc, entries, time.Now(), nil); err != nil {
+	if err := e.runTransaction(&recordingTx{}, sc, entries, time.Now(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ref := func(en *Entry, path ...string) string {

@@ -60,7 +60,7 @@ func TestRenderedInOrder(t *testing.T) {
 				if got := store.TxWritesAhead(tx); got != ahead {
 					t.Fatalf("TxWritesAhead = %v, want %v", got, ahead)
 				}
-				if err := e.runTransaction(tx, nil, entries, time.Now(), nil); err != nil {
+				if err := e.runTransaction(tx, nil, entries, time.Now(), nil, nil); err != nil {
 					t.Fatal(err)
 				}
 				if len(rec.puts) != n {

@@ -239,7 +239,7 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
 	en.bodyID, _ = en.doc["id"].(string)
 	res, err := e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil); err != nil {
+		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil

@@ -43,7 +43,7 @@ func (t *Tx) Run(entries []*Entry) error { return t.RunChecked(entries, nil) }
 // new one). An error of check aborts the transaction and is returned as it
 // is (the application's rules about what it may overwrite).
 func (t *Tx) RunChecked(entries []*Entry, check func(current []*store.Resource) error) error {
-	if err := t.e.runTransaction(t.st, t.sc, entries, t.now, check); err != nil {
+	if err := t.e.runTransaction(t.st, t.sc, entries, t.now, check, nil); err != nil {
 		return err
 	}
 	t.e.touchEntries(t.sc, entries, nil)
@@ -64,8 +64,16 @@ func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
 // sc: it resolves conditional creates and updates, assigns ids, rewrites
 // references to Bundle entries and conditional references, then executes
 // DELETE, POST, PUT, GET in that order (http.html#trules). Any failure
-// aborts it with an *outcome.EntryError.
-func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entry, now time.Time, check func([]*store.Resource) error) error {
+// aborts it with an *outcome.EntryError. Its searches (conditional
+// criteria and references, GET entries) run for searches' time in all (a
+// batch's entries share one budget; nil: a budget of the search timeout of
+// its own): they hold the write lane, every tenant's writes and audited
+// reads, while they run.
+func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entry, now time.Time, check func([]*store.Resource) error,
+	searches *readBudget) error {
+	if searches == nil {
+		searches = newReadBudget(e.searchTimeout)
+	}
 	lim := e.limitsFor(sc)
 	ids := map[string]string{}     // fullUrl -> Type/id
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
@@ -90,14 +98,14 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	sort.SliceStable(order, func(i, j int) bool {
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
-	looks := e.lookUp(tx, sc, lim, order, full)
+	looks := e.lookUp(tx, sc, lim, order, full, searches)
 	for i, en := range order {
 		en.matched, en.key, en.criteria, en.updating, en.res, en.again = nil, "", nil, nil, nil, false
 		en.params, en.searched, en.hist = nil, nil, nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		if l := looks[i]; l != nil {
 			if l.placeholders && l.err == nil {
-				l.err = searchPlaceholders(tx, en, l, ids, full, claimed)
+				l.err = searches.search(func() error { return searchPlaceholders(tx, en, l, ids, full, claimed) })
 			}
 			if err := resolveCriteria(en, l, claimed); err != nil {
 				return fail(en, err)
@@ -133,7 +141,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
 	// conditional references as the transaction will leave the store.
-	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, ids: ids, full: full, memo: map[string]*condRef{}}
+	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, ids: ids, full: full, memo: map[string]*condRef{}, searches: searches}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
 		Conditional: refs.resolve,
@@ -166,15 +174,11 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// order.
 	defer render(entries, now, store.TxWritesAhead(tx))()
 	shown := answered{}
-	reads := readBudget{left: e.searchTimeout} // the GET entries' time in all, as in a batch
 	for _, en := range order {
 		refs.cur, rw.FullURL = en, en.fullURL // a patch's references are rewritten as it runs
 		exec := func() error { return e.execEntry(tx, sc, en, &rw, now) }
 		if en.method == "GET" {
-			if reads.spent() {
-				return fail(en, errReadsTooCostly(e.searchTimeout))
-			}
-			if err := reads.run(exec); err != nil {
+			if err := searches.search(exec); err != nil {
 				return fail(en, err)
 			}
 		} else if err := exec(); err != nil {
@@ -311,7 +315,7 @@ type lookup struct {
 // claim the same key whoever sends them): a conditional interaction finds
 // only what a search of the caller would, never a resource the scopes do
 // not grant.
-func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entries []*Entry, full map[string]bool) []*lookup {
+func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entries []*Entry, full map[string]bool, searches *readBudget) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
 	var searched []*lookup
@@ -350,7 +354,20 @@ func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entr
 	if len(qs) == 0 {
 		return looks
 	}
-	pages, err := tx.SearchEach(qs)
+	// A few statements at a time, so that the searches stop soon after
+	// their budget is spent (an attacker's review: 600 conditional PUTs of
+	// 140 KB held the write lane for 158 s).
+	pages := make([]*store.Page, len(qs))
+	var err error
+	for start := 0; start < len(qs) && err == nil; start += lookUpChunk {
+		end := min(start+lookUpChunk, len(qs))
+		err = searches.search(func() error {
+			var err error
+			page, err := tx.SearchEach(qs[start:end])
+			copy(pages[start:end], page)
+			return err
+		})
+	}
 	for j, l := range searched {
 		if l.page = pages[j]; l.page == nil {
 			// The first entry whose criteria were not answered reports
@@ -361,6 +378,10 @@ func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entr
 	}
 	return looks
 }
+
+// lookUpChunk is how many criteria lookUp searches for in one call of the
+// store's SearchEach.
+const lookUpChunk = 8
 
 // placeholderValues calls f with each value of q's clauses that can name
 // an entry's fullUrl: a reference value written as a URL or urn (a
