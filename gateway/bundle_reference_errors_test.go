@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -238,6 +239,33 @@ func TestBatchReferencesToOtherEntries(t *testing.T) {
 			len(o.Issue[0].Expression) != 1 || o.Issue[0].Expression[0] != wantExpr {
 			t.Errorf("entry %d: %s %s, want 400 batch-interdependent at %s", i, status, raw, wantExpr)
 		}
+	}
+}
+
+// TestBatchConditionalReference (an EHR engineer's review): a batch entry
+// is validated alone when the batch is not valid as a whole, and its
+// conditional reference must then not be refused as outside a Bundle: a
+// batch resolves conditional references as a transaction does.
+func TestBatchConditionalReference(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/tx1", `{"resourceType":"Patient","id":"tx1","identifier":[{"system":"urn:test:mrn","value":"TX-1"}]}`); rec.Code != 201 {
+		t.Fatalf("PUT = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+
+		`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:test:mrn|TX-1"}},"request":{"method":"POST","url":"Observation"}},`+
+		`{"resource":{"resourceType":"Observation","status":"bogus","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}]}`)
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	if status, rule, _ := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "201") {
+		t.Errorf("entry 0 (valid, a conditional reference): %s %s, want 201", status, rule)
+	}
+	if status, rule, _ := batchEntryOutcome(t, rec, 1); !strings.HasPrefix(status, "400") || rule != "binding-required" {
+		t.Errorf("entry 1 (invalid): %s %s, want 400 binding-required", status, rule)
+	}
+	obs := decode(t, req(h, "GET", "/fhir/Observation?subject=Patient/tx1", ""))
+	if obs["total"] != float64(1) {
+		t.Errorf("Observations of Patient/tx1: %v, want the one the reference resolved to it", obs["total"])
 	}
 }
 

@@ -58,9 +58,13 @@ func (v *Validator) Decoded(body []byte, typ string) (map[string]any, error) {
 }
 
 // decoded is Decoded with the issues' expressions rooted at expr ("" for
-// a resource on its own).
+// a resource on its own; otherwise a Bundle entry's).
 func (v *Validator) decoded(body []byte, typ, expr string) (map[string]any, error) {
-	res, decoded := v.r4.ValidateDecoded(body, typ)
+	validate := v.r4.ValidateDecoded
+	if expr != "" {
+		validate = v.r4.ValidateDecodedEntry // a Bundle entry's: a conditional reference is allowed
+	}
+	res, decoded := validate(body, typ)
 	if !res.Valid() {
 		issues := outcome.FHIRIssues(res)
 		if expr != "" {

@@ -20,11 +20,24 @@ import (
 // ValidateAs report only as a warning (the HL7 validator accepts it), is
 // an "element-type" error here.
 func (v *Validator) ValidateDecoded(doc []byte, resourceType string) (*Result, any) {
+	return v.validateDecoded(doc, resourceType, 0)
+}
+
+// ValidateDecodedEntry is ValidateDecoded of the resource of a Bundle's
+// entry, checked on its own (a batch's, when the batch is not valid as a
+// whole): what a Bundle's resources may hold, a conditional reference, is
+// allowed.
+func (v *Validator) ValidateDecodedEntry(doc []byte, resourceType string) (*Result, any) {
+	return v.validateDecoded(doc, resourceType, 1)
+}
+
+// validateDecoded is ValidateDecoded inside bundles enclosing Bundles.
+func (v *Validator) validateDecoded(doc []byte, resourceType string, bundles int) (*Result, any) {
 	if resourceType == "" || !v.KnownType(resourceType) {
 		return v.ValidateAs(doc, resourceType), nil
 	}
 	var out any
-	res := v.runThen(doc, resourceType, true, func(w *walker) { out = w.decodeDocument() })
+	res := v.runIn(doc, resourceType, true, bundles, func(w *walker) { out = w.decodeDocument() })
 	if !res.Valid() {
 		return res, nil
 	}

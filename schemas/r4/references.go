@@ -140,7 +140,7 @@ func checkReference(o *objView, _ *invariant) {
 		w.warnf("reference-format", "a urn:uuid reference should hold a lowercase UUID")
 	case refConditional:
 		if w.bundles == 0 {
-			w.errorf("reference-format", "conditional references are only allowed inside a Bundle")
+			w.errorf("reference-format", "a conditional reference is resolved only in a Bundle's entry (transaction or batch): a resource on its own must reference another by its id")
 		}
 	}
 }

@@ -101,6 +101,13 @@ func (v *Validator) run(doc []byte, want string) *Result { return v.runThen(doc,
 // validator accepts it but is not FHIR JSON (a decimal written as a JSON
 // string): the decoded form of a document is stored and served.
 func (v *Validator) runThen(doc []byte, want string, strict bool, then func(w *walker)) *Result {
+	return v.runIn(doc, want, strict, 0, then)
+}
+
+// runIn is runThen for a document found inside bundles enclosing Bundles
+// (one, for a Bundle's entry checked on its own: what only a Bundle may
+// hold, a conditional reference, is then allowed).
+func (v *Validator) runIn(doc []byte, want string, strict bool, bundles int, then func(w *walker)) *Result {
 	res := &Result{}
 	if len(doc) > maxDocSize {
 		res.Issues = append(res.Issues, newIssue(SeverityError, "too-costly", "", "the document is too large to validate"))
@@ -125,7 +132,7 @@ func (v *Validator) runThen(doc []byte, want string, strict bool, then func(w *w
 		return res
 	}
 	w.start(doc)
-	w.strict = strict
+	w.strict, w.bundles = strict, bundles
 	w.document(want, res)
 	res.Issues = w.finish()
 	if then != nil && res.Valid() {
