@@ -1396,22 +1396,31 @@ func TestConditionalSearchesBudget(t *testing.T) {
 		t.Helper()
 		return decode(t, req(h, "GET", target+"&_summary=count", ""))["total"].(float64)
 	}
-	t.Run("transaction of conditional updates", func(t *testing.T) {
-		h, st := setup(t)
+	// refusedWhole posts a transaction of entry(i) for each i, with the
+	// searches slowed, and checks it is refused past the budget, before
+	// its n searches, writing nothing that stored finds.
+	refusedWhole := func(t *testing.T, h http.Handler, st *slowFirstSearch, entry func(i int) string, stored string) {
+		t.Helper()
 		st.armed.Store(true)
 		var es []string
 		for i := range n {
-			es = append(es, fmt.Sprintf(`{"resource":%s,"request":{"method":"PUT","url":"Patient?identifier=urn:test:mrn|c%d"}}`, patient(i), i))
+			es = append(es, entry(i))
 		}
 		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(es, ",")+`]}`)
 		assertOutcome(t, rec, http.StatusBadRequest, "bundle-reads-too-costly", "")
 		if got := st.searches.Load(); got >= n {
-			t.Errorf("%d criteria searched, want the budget to stop them before the %d", got, n)
+			t.Errorf("%d searches ran, want the budget to stop them before the %d", got, n)
 		}
 		st.armed.Store(false)
-		if c := count(t, h, "/fhir/Patient?identifier=urn:test:mrn|"); c != 0 {
-			t.Errorf("%v Patients written, want none", c)
+		if c := count(t, h, stored); c != 0 {
+			t.Errorf("%v resources written, want none", c)
 		}
+	}
+	t.Run("transaction of conditional updates", func(t *testing.T) {
+		h, st := setup(t)
+		refusedWhole(t, h, st, func(i int) string {
+			return fmt.Sprintf(`{"resource":%s,"request":{"method":"PUT","url":"Patient?identifier=urn:test:mrn|c%d"}}`, patient(i), i)
+		}, "/fhir/Patient?identifier=urn:test:mrn|")
 	})
 	t.Run("transaction of conditional references", func(t *testing.T) {
 		h, st := setup(t)
@@ -1420,21 +1429,10 @@ func TestConditionalSearchesBudget(t *testing.T) {
 				t.Fatalf("create = %d %s", rec.Code, rec.Body)
 			}
 		}
-		st.armed.Store(true)
-		var es []string
-		for i := range n {
-			es = append(es, fmt.Sprintf(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"cr"},`+
-				`"subject":{"reference":"Patient?identifier=urn:test:mrn|c%d"}},"request":{"method":"POST","url":"Observation"}}`, i))
-		}
-		rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(es, ",")+`]}`)
-		assertOutcome(t, rec, http.StatusBadRequest, "bundle-reads-too-costly", "")
-		if got := st.searches.Load(); got >= n {
-			t.Errorf("%d references searched, want the budget to stop them before the %d", got, n)
-		}
-		st.armed.Store(false)
-		if c := count(t, h, "/fhir/Observation?code:text=cr"); c != 0 {
-			t.Errorf("%v Observations written, want none", c)
-		}
+		refusedWhole(t, h, st, func(i int) string {
+			return fmt.Sprintf(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"cr"},`+
+				`"subject":{"reference":"Patient?identifier=urn:test:mrn|c%d"}},"request":{"method":"POST","url":"Observation"}}`, i)
+		}, "/fhir/Observation?code:text=cr")
 	})
 	t.Run("batch of conditional creates", func(t *testing.T) {
 		h, st := setup(t)
