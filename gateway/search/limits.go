@@ -150,7 +150,12 @@ func (ps *parser) checkLimits(params url.Values, l Limits) *Error {
 			}
 		}
 		if depth := strings.Count(key, ".") + strings.Count(key, "_has:"); depth > l.ChainDepth {
-			return ps.limitf(key, "a chained parameter may have at most %d links", l.ChainDepth)
+			links := "links"
+			if l.ChainDepth == 1 {
+				links = "link"
+			}
+			return ps.limitf(key, "a chained parameter (or _has) may have at most %d %s (search.maxChainDepth): search "+
+				"the resources one link away first, then by their ids", l.ChainDepth, links)
 		}
 	}
 	if total > l.Params {
