@@ -373,7 +373,6 @@ func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entr
 		end := min(start+size, len(qs))
 		began := time.Now()
 		err = searches.search(func() error {
-			var err error
 			page, err := tx.SearchEach(qs[start:end])
 			copy(pages[start:end], page)
 			return err

@@ -9,7 +9,7 @@
 // on a 2-core machine (issue 19, an execution trace of the gateway). With
 // at most GOMAXPROCS-1 requests in that work, the lane waited for a core
 // 3% of its time, and session records at 32 clients were faster in 10 of
-// 12 interleaved pairs (by about 3%, docs/BENCHMARKS.md).
+// 12 interleaved pairs (the median ratio 1.05, docs/BENCHMARKS.md).
 //
 // A request waits for its slot in arrival order (a Go channel's senders
 // queue first in, first out). No request waits for I/O while it holds a
