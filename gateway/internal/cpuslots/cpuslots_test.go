@@ -59,33 +59,3 @@ func TestRunBounds(t *testing.T) {
 		t.Fatalf("Run after the slots were given back = %v, want fn's error", err)
 	}
 }
-
-// TestRunConcurrent: many callers at once all run, and never more than N
-// at a time.
-func TestRunConcurrent(t *testing.T) {
-	var mu sync.Mutex
-	active, most, ran := 0, 0, 0
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Go(func() {
-			_ = Run(context.Background(), 100, func() error {
-				mu.Lock()
-				active++
-				most = max(most, active)
-				ran++
-				mu.Unlock()
-				for range 1000 {
-					_ = make([]byte, 64)
-				}
-				mu.Lock()
-				active--
-				mu.Unlock()
-				return nil
-			})
-		})
-	}
-	wg.Wait()
-	if ran != 64 || most > N() {
-		t.Fatalf("%d of 64 ran, at most %d at once; want 64, at most %d", ran, most, N())
-	}
-}
