@@ -268,10 +268,8 @@ func (e *Engine) runReads(ctx context.Context, sc *auditlog.Scope, entries []*En
 			errs[i] = en.perr
 		case e.answerFull(shown):
 			errs[i] = e.errAnswerTooLarge()
-		case budget.spent():
-			errs[i] = errReadsTooCostly(e.searchTimeout)
 		default:
-			errs[i] = budget.run(func() error { return e.getEntryIn(ctx, reads{}, sc, en, nil) })
+			errs[i] = budget.search(func() error { return e.getEntryIn(ctx, reads{}, sc, en, nil) })
 			if errors.Is(errs[i], store.ErrUnavailable) || ctx.Err() != nil {
 				return 0, cmp.Or(ctx.Err(), errs[i])
 			}
@@ -302,11 +300,6 @@ func (b *readBudget) search(f func() error) error {
 	if b.spent() {
 		return errReadsTooCostly(b.budget)
 	}
-	return b.run(f)
-}
-
-// run runs a GET entry, charging its time to the budget.
-func (b *readBudget) run(f func() error) error {
 	start := time.Now()
 	err := f()
 	b.left -= time.Since(start)

@@ -371,13 +371,13 @@ func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entr
 	}
 	for start := 0; start < len(qs) && err == nil; {
 		end := min(start+size, len(qs))
-		began := time.Now()
+		left := searches.left
 		err = searches.search(func() error {
 			page, err := tx.SearchEach(qs[start:end])
 			copy(pages[start:end], page)
 			return err
 		})
-		if per := time.Since(began) / time.Duration(end-start); per > 0 {
+		if per := (left - searches.left) / time.Duration(end-start); per > 0 {
 			size = max(1, int(searches.left/per))
 		} else {
 			size = len(qs)
