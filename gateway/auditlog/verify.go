@@ -182,8 +182,9 @@ func (v *AuditVerification) Describe() string {
 	}{
 		{v.FaultCount - v.unchained - v.Lineage.Faults, "AuditEvent served otherwise than chained", "AuditEvents served otherwise than chained"},
 		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
-		{v.provenanceFaults, "Provenance version stored otherwise than its AuditEvent says",
+		{v.provenanceFaults - v.Lineage.UnnamedReceipts, "Provenance version stored otherwise than its AuditEvent says",
 			"Provenance versions stored otherwise than their AuditEvents say"},
+		{v.Lineage.UnnamedReceipts, "receipt no AuditEvent names", "receipts no AuditEvent names"},
 		{v.Lineage.Faults - v.provenanceFaults - v.Lineage.Unaudited, "delivery attempt stored otherwise than its AuditEvent says",
 			"delivery attempts stored otherwise than their AuditEvents say"},
 		{v.Lineage.Unaudited, "delivery attempt no AuditEvent names", "delivery attempts no AuditEvent names"},
@@ -208,7 +209,7 @@ func (v *AuditVerification) Summary() string {
 	if served := v.FaultCount - v.Lineage.Faults; served > 0 {
 		parts = append(parts, v.firstFault(false, served, "of AuditEvents served otherwise than the audit chain holds them"))
 	}
-	if n := v.Lineage.Faults - v.Lineage.Unaudited; n > 0 {
+	if n := v.Lineage.Faults - v.Lineage.Unaudited - v.Lineage.UnnamedReceipts; n > 0 {
 		parts = append(parts, v.firstFault(true, n,
 			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
 	}
@@ -221,6 +222,18 @@ func (v *AuditVerification) Summary() string {
 			"audit them sent those records (a release from before delivery auditing left running past an upgrade: stop every "+
 			"gateway older than the database's schema), or the audit chain lost their AuditEvents",
 			CountedAs(n, "delivery attempt", "delivery attempts"), named))
+	}
+	if n := v.Lineage.UnnamedReceipts; n > 0 {
+		first := ""
+		for _, f := range v.Faults {
+			if f.Problem == UnnamedReceiptProblem {
+				first = f.About
+				break
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s that no chained AuditEvent names (first: %s): the audit chain lost the AuditEvents "+
+			"of the writes that stored them (its tail cut and the head moved back), or they were written behind the gateway's back",
+			CountedAs(n, "receipt", "receipts"), first))
 	}
 	for _, a := range v.Anchors {
 		switch {
@@ -241,7 +254,7 @@ func (v *AuditVerification) Summary() string {
 func (v *AuditVerification) firstFault(lineage bool, n int, what string) string {
 	s := Counted(n, "finding") + " " + what
 	for _, f := range v.Faults {
-		if (f.About != "") != lineage || f.Problem == UnauditedProblem { // an attempt no AuditEvent names: said apart
+		if (f.About != "") != lineage || f.Problem == UnauditedProblem || f.Problem == UnnamedReceiptProblem { // said apart
 			continue
 		}
 		where := "not in the chain"
@@ -441,6 +454,9 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		// A broken chain was not walked to its end: the attempts its
 		// AuditEvents after the break name would all look unnamed.
 		if err := lc.checkUnaudited(ctx, out.HeadSeq); err != nil {
+			return nil, err
+		}
+		if err := lc.checkUnnamed(ctx, out.HeadSeq); err != nil {
 			return nil, err
 		}
 	}

@@ -261,6 +261,13 @@ type Store interface {
 	// gateway writes is chained in the transaction that writes it, so any
 	// such id was written behind its back.
 	UnchainedAudits(ctx context.Context, limit int) (ids []string, total int, err error)
+	// CurrentAfter returns up to limit of the current rows of resource
+	// type typ (deleted or not, every tenant's), without their bodies, in
+	// the order of their last update and id: those updated at or after
+	// since, or, for the next page, those after the last row of the page
+	// before (after). It reads an index only (audit verify's list of the
+	// receipts, which looks for the AuditEvent naming each).
+	CurrentAfter(ctx context.Context, typ string, after *Listed, since time.Time, limit int) ([]Listed, error)
 	// AuditChainHead returns the chain head the store keeps (the seq and
 	// hash of the last entry appended; 0 and "" before the first):
 	// ErrNotFound when that record of it is missing.
@@ -572,4 +579,12 @@ func (e *SchemaVersionError) Error() string {
 // Is makes an older schema ErrNoDatabase and a newer one ErrNewerRelease.
 func (e *SchemaVersionError) Is(target error) bool {
 	return (target == ErrNoDatabase && e.Have < e.Want) || (target == ErrNewerRelease && e.Have > e.Want)
+}
+
+// Listed is a current row of a resource as CurrentAfter lists it: no body.
+type Listed struct {
+	ID      string
+	Version int64
+	At      time.Time // its last update
+	Deleted bool
 }

@@ -42,6 +42,12 @@ func TestOutboxPlans(t *testing.T) {
 			"INDEX delivery_attempts_at (at>?)"},
 		{"attempts after a cursor", sqlstore.Stmt{SQL: sqlstore.AttemptsAfterSQL, Args: []any{int64(1), int64(2), 3, 1000}},
 			"INDEX delivery_attempts_at ((at,item_id,n)>(?,?,?))"},
+		// Its pages of the receipts (the current Provenance rows) read
+		// the index of the current rows' times, then those rows (no body).
+		{"current rows from a time", sqlstore.Stmt{SQL: sqlstore.CurrentSinceSQL, Args: []any{"Provenance", int64(1), 1000}},
+			"INDEX current_type_lu (type=? AND last_updated>?)"},
+		{"current rows after a cursor", sqlstore.Stmt{SQL: sqlstore.CurrentAfterSQL, Args: []any{"Provenance", int64(1), "x", 1000}},
+			"INDEX current_type_lu (type=? AND (last_updated,id)>(?,?))"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan := explain(t, s, tc.st.SQL, tc.st.Args...)

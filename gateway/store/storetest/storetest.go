@@ -83,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCancel", testOutboxCancel},
 		{"OutboxCancelLapsed", testOutboxCancelLapsed},
 		{"OutboxAttemptsAfter", testOutboxAttemptsAfter},
+		{"CurrentAfter", testCurrentAfter},
 		{"OutboxKeys", testOutboxKeys},
 		{"OutboxReach", testOutboxReach},
 		{"OutboxRetryLater", testOutboxRetryLater},

@@ -1,0 +1,185 @@
+package auditlog
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// putReceipt stores the receipt of version 1 of native record recordID
+// (a Patient its target), recorded at at, and returns its id: with its
+// ingest's AuditEvent naming it when named (as the gateway writes one),
+// else the receipt alone, as one written behind the gateway's back or
+// left by a cut tail.
+func putReceipt(t *testing.T, st store.Store, l *Log, recordID string, at time.Time, named bool) string {
+	t.Helper()
+	ctx := context.Background()
+	id := audit.RecordProvenanceID("", "emr", "session", recordID, "1")
+	prov := audit.Provenance{ID: id, Activity: "CREATE", Source: "emr", MappingVersion: "2.0.0",
+		WhatSystem: "https://x.example/sid/emr/session-record", WhatValue: recordID, WhatDisplay: "session record version 1",
+		RecordKind: "session", RecordVersion: "1", ContentHash: audit.SHA256([]byte("the clinic's record " + recordID))}
+	err := st.Write(ctx, func(tx store.Tx) error {
+		p, entries, err := store.NewVersion("Patient", "pt-"+recordID, 1, map[string]any{"active": true}, at)
+		if err == nil {
+			err = tx.Put(p, entries)
+		}
+		if err != nil {
+			return err
+		}
+		if !named {
+			prov.Recorded = at
+			prov.Targets = []audit.Entity{{Type: "Patient", ID: p.ID, Version: 1}}
+			r, entries, err := store.NewVersion("Provenance", id, 1, audit.ProvenanceResource(prov), at)
+			if err != nil {
+				return err
+			}
+			return tx.Put(r, entries)
+		}
+		sc := NewScope("ingest", nil)
+		sc.RequestID, sc.TraceID = "req-"+recordID, "4bf92f3577b34da6a3ce929d0e0e4736"
+		sc.Reset()
+		sc.Touch(p)
+		if err := l.WriteProvenance(tx, sc, prov, []*store.Resource{p}, at); err != nil {
+			return err
+		}
+		return l.AppendTx(tx, sc, 201)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// withStore runs fn on f's database with an audit log.
+func withStore(t *testing.T, f *lineageFixture, fn func(st store.Store, l *Log)) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), f.db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, Config{Observer: "gw-1"})
+	l.Start()
+	defer l.Close()
+	fn(st, l)
+}
+
+// cutTail is SQL that deletes the chain's last record and every row of
+// its AuditEvent, and moves the head back to the record before: the cut
+// an administrator can make that the chain's own links do not show.
+func cutTail() []string {
+	last := `(SELECT id FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain))`
+	var stmts []string
+	for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
+		stmts = append(stmts, fmt.Sprintf(`DELETE FROM %s WHERE type = 'AuditEvent' AND id = %s`, tbl, last))
+	}
+	return append(stmts, `DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain)`,
+		`UPDATE audit_chain_head SET seq = (SELECT MAX(seq) FROM audit_chain), hash = (SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1)`)
+}
+
+// TestVerifyUnnamedReceipts: a receipt (a gateway Provenance) no chained
+// AuditEvent names is a fault naming it, counted and said apart by
+// Summary and Describe: the chain's tail cut with the head moved back,
+// which the links and the head alone do not show (an auditor's review,
+// session 42). A client's own Provenance is none; a receipt written
+// before the trail's first AuditEvent naming one is counted, not held.
+func TestVerifyUnnamedReceipts(t *testing.T) {
+	t.Run("named", func(t *testing.T) {
+		f := newLineageFixture(t)
+		withStore(t, f, func(st store.Store, l *Log) { putReceipt(t, st, l, "INF-9", time.Now().UTC().Add(2*time.Hour), true) })
+		res := verifyTampered(t, f)
+		if !res.Intact || res.Lineage.UnnamedReceipts != 0 || res.Lineage.Provenances != 2 {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want intact, both receipts found", res.Summary(), res.Lineage, res.Faults)
+		}
+	})
+	t.Run("the tail cut", func(t *testing.T) {
+		f := newLineageFixture(t)
+		var id string
+		withStore(t, f, func(st store.Store, l *Log) {
+			id = putReceipt(t, st, l, "INF-9", time.Now().UTC().Add(2*time.Hour), true)
+		})
+		res := verifyTampered(t, f, cutTail()...)
+		about := "Provenance/" + id + "/_history/1"
+		if res.Intact || res.Lineage.UnnamedReceipts != 1 || res.Lineage.Faults != 1 || len(res.Faults) != 1 {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want one fault, the receipt no AuditEvent names", res.Summary(), res.Lineage, res.Faults)
+		}
+		if fl := res.Faults[0]; fl.About != about || fl.AuditEvent != "" || fl.Problem != UnnamedReceiptProblem {
+			t.Errorf("fault = %+v, want one about %s naming no AuditEvent", fl, about)
+		}
+		sum := res.Summary()
+		for _, want := range []string{"1 receipt that no chained AuditEvent names (first: " + about + ")", "tail cut"} {
+			if !strings.Contains(sum, want) {
+				t.Errorf("Summary() = %q, want it to say %q", sum, want)
+			}
+		}
+		if strings.Contains(sum, "stored otherwise") {
+			t.Errorf("Summary() = %q, want the unnamed receipt not called one stored otherwise", sum)
+		}
+		if d := res.Describe(); !strings.Contains(d, "1 receipt no AuditEvent names") || strings.Contains(d, "stored otherwise") {
+			t.Errorf("Describe() = %q, want the unnamed receipt counted as such", d)
+		}
+	})
+	t.Run("a client's Provenance", func(t *testing.T) {
+		f := newLineageFixture(t)
+		withStore(t, f, func(st store.Store, _ *Log) {
+			err := st.Write(context.Background(), func(tx store.Tx) error {
+				r, entries, err := store.NewVersion("Provenance", "client-prov", 1, map[string]any{"resourceType": "Provenance",
+					"recorded": "2026-03-01T10:00:00Z", "target": []any{map[string]any{"reference": "Patient/p1"}},
+					"agent": []any{map[string]any{"who": map[string]any{"display": "Dr. Example"}}}}, time.Now().UTC().Add(2*time.Hour))
+				if err != nil {
+					return err
+				}
+				return tx.Put(r, entries)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		res := verifyTampered(t, f)
+		if !res.Intact || res.Lineage.UnnamedReceipts != 0 {
+			t.Fatalf("Verify = %s (lineage %+v); want intact: a client's Provenance is no receipt", res.Summary(), res.Lineage)
+		}
+	})
+	t.Run("before the trail named receipts", func(t *testing.T) {
+		f := newLineageFixture(t)
+		withStore(t, f, func(st store.Store, l *Log) {
+			putReceipt(t, st, l, "OLD-1", time.Now().UTC().Add(-24*time.Hour), false)
+		})
+		res := verifyTampered(t, f)
+		if !res.Intact || res.Lineage.UnnamedReceipts != 0 || res.Lineage.ReceiptsBeforeNaming != 1 ||
+			!strings.Contains(res.Lineage.Note, "1 receipt no AuditEvent names was written before the trail's first AuditEvent naming a receipt") {
+			t.Fatalf("Verify = %s (lineage %+v); want intact, the receipt counted apart with a note", res.Summary(), res.Lineage)
+		}
+	})
+}
+
+// TestVerifyFromUnnamedReceipt: from an anchor, a receipt no AuditEvent
+// names written well after the anchor is a fault, though the walk reads
+// no AuditEvent naming a receipt (the trail's first is found before the
+// anchor); one written within 30 s after the anchor's AuditEvent is not
+// checked now (its AuditEvent may precede the anchor's), counted with a
+// note.
+func TestVerifyFromUnnamedReceipt(t *testing.T) {
+	d := newDeliveryTrail(t, "NEAR-2")
+	putReceipt(t, d.st, d.l, "INF-1", d.now, true)
+	anchorAt := d.now.Add(time.Minute)
+	anchor := d.anchor(t, anchorAt)
+	putReceipt(t, d.st, d.l, "INF-2", anchorAt.Add(10*time.Second), false)
+	res, err := VerifyWith(d.ctx, d.st, time.Now(), VerifyOptions{From: &anchor})
+	if err != nil || !res.Intact || res.Lineage.UnnamedReceipts != 0 || res.Lineage.ReceiptsNearAnchor != 1 ||
+		!strings.Contains(res.Lineage.Note, "1 receipt no AuditEvent walked names was written within 30s after the anchor") {
+		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v), %v; want intact, the receipt not checked", res.Summary(), res.Lineage, err)
+	}
+	id := putReceipt(t, d.st, d.l, "INF-3", anchorAt.Add(2*time.Minute), false)
+	res, err = VerifyWith(d.ctx, d.st, time.Now(), VerifyOptions{From: &anchor})
+	if err != nil || res.Intact || res.Lineage.UnnamedReceipts != 1 || res.Lineage.ReceiptsNearAnchor != 1 ||
+		len(res.Faults) != 1 || res.Faults[0].About != "Provenance/"+id+"/_history/1" {
+		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v, faults %+v), %v; want the later receipt a fault", res.Summary(), res.Lineage, res.Faults, err)
+	}
+}
