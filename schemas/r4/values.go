@@ -132,7 +132,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 		return
 	}
 	if !checkString(p, s) {
-		w.errorf("primitive-format", "the value is not a valid FHIR "+primName(p))
+		w.errorf("primitive-format", "the value is not a valid FHIR "+primName(p)+": "+formatReason(p, s))
 		return
 	}
 	if s[0] == '#' && (p == pCanonical || p == pURI) {
