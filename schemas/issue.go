@@ -103,7 +103,7 @@ func Rules() []RuleInfo {
 		{RuleItemsCount, "An array has neither fewer nor more items than its schema allows."},
 		{RuleUniqueItems, "No array item repeats an earlier one where the schema requires unique items."},
 		{RuleEmptyObject, "An optional object is left out rather than sent empty ({}): an empty patient name or indication says nothing."},
-		{RuleKindMismatch, "Not a rule of the record: the first issue of a record that its kind's schema refuses and another kind's accepts, naming that kind."},
+		{RuleKindMismatch, "Not a rule of the record: the first issue of a record that its kind's schema refuses and another kind's accepts, naming that kind; or of a FHIR resource (it has resourceType) sent as a record, pointing to the FHIR API."},
 	}
 }
 

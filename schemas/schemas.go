@@ -159,7 +159,14 @@ func (s *Set) Validate(kind string, doc []byte) error {
 	}
 	issues = s.shield(kind, v, issues)
 	if !res.Valid() {
-		if other := s.validAs(kind, v); other != "" {
+		if obj, ok := v.(map[string]any); ok && obj["resourceType"] != nil {
+			// A FHIR resource sent where a native record goes (a
+			// beginner's review: four schema errors, no hint where it
+			// belongs).
+			issues = append(issues, newIssue(RuleKindMismatch, CodeStructure, nil, "this looks like a FHIR resource "+
+				"(it has resourceType), not a clinic's native record: send FHIR resources to the FHIR API (POST /fhir/{type}, "+
+				"or a transaction or batch Bundle to POST /fhir); POST /ingest/{kind} takes native records (see schemas/examples)"))
+		} else if other := s.validAs(kind, v); other != "" {
 			// Sent as the wrong kind: say which it is, first (normalize),
 			// then the issues of the kind it was sent as.
 			issues = append(issues, newIssue(RuleKindMismatch, CodeStructure, nil, fmt.Sprintf(

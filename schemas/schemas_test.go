@@ -989,6 +989,14 @@ func TestKindMismatch(t *testing.T) {
 	if errors.As(s.Validate("assessment", []byte(`{"source": {}}`)), &ve) && slices.ContainsFunc(ve.Issues, func(i Issue) bool { return i.Rule == RuleKindMismatch }) {
 		t.Errorf("a record valid as no kind names one: %+v", ve.Issues)
 	}
+	// A FHIR resource sent as a native record is told where it belongs,
+	// first (a beginner's review).
+	for _, kind := range []string{"vitals", "session"} {
+		err := s.Validate(kind, []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`))
+		if !errors.As(err, &ve) || ve.Issues[0].Rule != RuleKindMismatch || !strings.Contains(ve.Issues[0].Message, "POST /fhir/{type}") {
+			t.Errorf("a FHIR Observation sent as %s: %+v, want first a %s issue pointing to the FHIR API", kind, err, RuleKindMismatch)
+		}
+	}
 }
 
 // TestVisibleTextValid: text with something visible in it passes the
@@ -1005,5 +1013,19 @@ func TestVisibleTextValid(t *testing.T) {
 				t.Errorf("Validate with family %q = %v, want valid", name, err)
 			}
 		})
+	}
+}
+
+// TestRulesDocumented: every schema rule is in docs/records.md's tables (a
+// mapping developer's review: schema.const was not).
+func TestRulesDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "records.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range Rules() {
+		if !strings.Contains(string(doc), "| `"+r.ID+"` |") {
+			t.Errorf("docs/records.md has no row for rule %s", r.ID)
+		}
 	}
 }
