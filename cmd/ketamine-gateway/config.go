@@ -23,6 +23,9 @@ import (
 
 // fileConfig is the --config file (docs/configuration.md).
 type fileConfig struct {
+	// file is the --config path the settings were read from ("" for
+	// none), for messages: not a setting.
+	file string
 	// Auth registers SMART Backend Services clients (and external token
 	// issuers); without it the gateway runs in development mode.
 	Auth         *auth.Config        `json:"auth"`
@@ -64,7 +67,7 @@ type searchConfig struct {
 // searchSettings checks the "search" section: no negative numbers, and a
 // timeout (a Go duration) below the HTTP write timeout, so a search is
 // stopped and answered before the connection is.
-func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits, time.Duration, int, error) {
+func searchSettings(sc *searchConfig, in string, writeTimeout time.Duration) (search.Limits, time.Duration, int, error) {
 	if sc == nil {
 		return search.Limits{}, 0, 0, nil
 	}
@@ -72,15 +75,15 @@ func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits
 		"maxChainDepth": sc.MaxChainDepth, "maxIncludes": sc.MaxIncludes, "maxIncluded": sc.MaxIncluded,
 		"includeRounds": sc.IncludeRounds, "maxPageBytes": sc.MaxPageBytes, "concurrentPerClient": sc.ConcurrentPerClient} {
 		if v < 0 {
-			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.%s must not be negative", name)
+			return search.Limits{}, 0, 0, fmt.Errorf("%s: search.%s must not be negative", in, name)
 		}
 	}
 	var timeout time.Duration
 	if sc.Timeout != "" {
 		d, err := time.ParseDuration(sc.Timeout)
 		if err != nil || d <= 0 || d >= writeTimeout {
-			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.timeout must be a duration such as \"15s\", "+
-				"above 0 and below the HTTP write timeout (%s)", writeTimeout)
+			return search.Limits{}, 0, 0, fmt.Errorf("%s: search.timeout must be a duration such as \"15s\", "+
+				"above 0 and below the HTTP write timeout (%s)", in, writeTimeout)
 		}
 		timeout = d
 	}
@@ -176,7 +179,16 @@ func readConfig(configFile string) (*fileConfig, error) {
 		return nil, fmt.Errorf("--config: %v", err)
 	}
 	fc.resolvePaths(dir)
+	fc.file = configFile
 	return &fc, nil
+}
+
+// in names the configuration file in a message: "--config FILE".
+func (fc *fileConfig) in() string {
+	if fc == nil || fc.file == "" {
+		return "--config"
+	}
+	return "--config " + fc.file
 }
 
 // resolvePaths makes the file paths the configuration names (jwksFile,
@@ -235,7 +247,7 @@ func authServer(fc *fileConfig, getenv func(string) string, replay *replayCache)
 	}
 	s, err := auth.NewServer(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--config: auth: %v", err)
+		return nil, fmt.Errorf("%s: auth: %v", fc.in(), err)
 	}
 	return s, nil
 }
@@ -280,7 +292,7 @@ func destinations(fc *fileConfig, ehrURL, ehrURLFrom string, getenv func(string)
 	var from []string
 	var dests []delivery.Destination
 	for i, dc := range fc.Destinations {
-		where := fmt.Sprintf("--config: destinations[%d]", i)
+		where := fmt.Sprintf("%s: destinations[%d]", fc.in(), i)
 		d, err := dc.destination(getenv)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", where, err)

@@ -14,7 +14,7 @@ import (
 func TestDestinationFilterKinds(t *testing.T) {
 	cfg := writeTemp(t, "c.json", `{"destinations":[{"name":"x","baseUrl":"http://127.0.0.1:1/fhir","filter":{"kinds":["assessment","asessment"]}}]}`)
 	wantCLI(t, []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db"), "--config", cfg}, exitUsage,
-		`--config: destinations[0]: filter.kinds[1]: "asessment" is not a record kind, so it would never match: the kinds are `+kindList())
+		"--config "+cfg+`: destinations[0]: filter.kinds[1]: "asessment" is not a record kind, so it would never match: the kinds are `+kindList())
 }
 
 // TestUnmatchedFilterTenants: a destination's filter.tenants entry that no

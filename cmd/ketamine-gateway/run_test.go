@@ -461,6 +461,10 @@ func TestServeExitCodes(t *testing.T) {
 	// A refused configuration is found before the database is opened:
 	// nothing is created or migrated.
 	conf := func(body string) string { return writeTemp(t, "c.json", body) }
+	// A setting's message names the file it is in (an operator's review:
+	// "--config: destinations[0]: ..." did not).
+	http, noToken, ftp := conf(`{"destinations":[{"name":"x","baseUrl":"http://10.0.0.1/fhir"}]}`),
+		conf(`{"auth":{"clients":[{"id":"a"}]}}`), conf(`{"console":{"traceUrl":"ftp://x"}}`)
 	for _, tc := range []struct {
 		addr, db, config string
 		code             int
@@ -470,10 +474,10 @@ func TestServeExitCodes(t *testing.T) {
 		{"127.0.0.1:99999", db, "", exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
 		{"127.0.0.1:http", db, "", exitUsage, "has an invalid port"},
 		{busy.Addr().String(), db, "", exitUsage, "the address is in use"},
-		{"127.0.0.1:0", db, conf(`{"destinations":[{"name":"x","baseUrl":"http://10.0.0.1/fhir"}]}`), exitUsage,
-			`--config: destinations[0]: destination "x": base URL: http is only allowed to a loopback host`},
-		{"127.0.0.1:0", db, conf(`{"auth":{"clients":[{"id":"a"}]}}`), exitUsage, "--config: auth: auth config: tokenUrl is missing"},
-		{"127.0.0.1:0", db, conf(`{"console":{"traceUrl":"ftp://x"}}`), exitUsage, "--config: console: traceUrl"},
+		{"127.0.0.1:0", db, http, exitUsage,
+			"--config " + http + `: destinations[0]: destination "x": base URL: http is only allowed to a loopback host`},
+		{"127.0.0.1:0", db, noToken, exitUsage, "--config " + noToken + ": auth: auth config: tokenUrl is missing"},
+		{"127.0.0.1:0", db, ftp, exitUsage, "--config " + ftp + ": console: traceUrl"},
 		{"127.0.0.1:0", db, conf(`{"safety":{"tenants":{"clinic-typo":{}}}}`), exitUsage, "safety.tenants.clinic-typo"},
 		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), "", exitUnchecked, "could not open or create the database"},
 	} {
@@ -918,7 +922,7 @@ func TestSearchSection(t *testing.T) {
 			}
 		})
 	}
-	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7, MaxPageBytes: 1 << 20}, writeTimeout)
+	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7, MaxPageBytes: 1 << 20}, "--config", writeTimeout)
 	if err != nil || limits.Repeats != 3 || timeout != 2*time.Second || per != 7 || limits.PageBytes != 1<<20 {
 		t.Errorf("searchSettings = %+v %v %d %v", limits, timeout, per, err)
 	}

@@ -87,12 +87,12 @@ func safety(fc *fileConfig) (*mapping.Safety, map[string]mapping.Safety, error) 
 	}
 	all, err := fc.Safety.apply(mapping.DefaultSafety())
 	if err != nil {
-		return nil, nil, fmt.Errorf("--config: safety.%v", err)
+		return nil, nil, fmt.Errorf("%s: safety.%v", fc.in(), err)
 	}
 	tenants := map[string]mapping.Safety{}
 	for name, o := range fc.Safety.Tenants {
 		if tenants[name], err = o.apply(all); err != nil {
-			return nil, nil, fmt.Errorf("--config: safety.tenants.%s.%v", name, err)
+			return nil, nil, fmt.Errorf("%s: safety.tenants.%s.%v", fc.in(), name, err)
 		}
 	}
 	return &all, tenants, nil
@@ -150,9 +150,9 @@ func checkSafetyTenantsFirst(fc *fileConfig, db string) error {
 
 func safetyTenantsError(fc *fileConfig, stored []string) error {
 	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
-		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("%s: safety.tenants.%s: no client belongs to this tenant, "+
 			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
-			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
+			"(a misspelt tenant?); the tenants are: %s", fc.in(), unknown[0], known)}
 	}
 	return nil
 }

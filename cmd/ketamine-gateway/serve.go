@@ -113,7 +113,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
-	limits, searchTimeout, perClient, err := searchSettings(fc.Search, writeTimeout)
+	limits, searchTimeout, perClient, err := searchSettings(fc.Search, fc.in(), writeTimeout)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
@@ -465,7 +465,7 @@ func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Log
 	}
 	c, err := console.New(console.Config{App: a, Settings: st, Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("--config: %v", err)
+		return nil, fmt.Errorf("%s: %v", fc.in(), err)
 	}
 	if c.Development() {
 		logger.Warn("console: development mode at /console: no sign-in, every permission")
@@ -482,7 +482,7 @@ func checkConsole(fc *fileConfig, authenticated bool) error {
 		return nil
 	}
 	if err := fc.Console.Check(); err != nil {
-		return fmt.Errorf("--config: %v", err)
+		return fmt.Errorf("%s: %v", fc.in(), err)
 	}
 	return nil
 }
@@ -812,7 +812,7 @@ func corsOriginsOf(list string, flagSet bool, fc *fileConfig) ([]string, error) 
 		}
 	}
 	if origins == nil && fc.CORS != nil {
-		name, origins = "--config: cors.origins", fc.CORS.Origins
+		name, origins = fc.in()+": cors.origins", fc.CORS.Origins
 	}
 	if err := gateway.CheckCORSOrigins(origins); err != nil {
 		return nil, usageError("serve", "%s: %v", name, err)
