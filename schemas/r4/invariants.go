@@ -233,8 +233,11 @@ func checkBundle(o *objView, _ *invariant) {
 	if v := o.val("type"); v >= 0 && w.nodes[v].kind == kString {
 		typ = w.strCopy(v)
 	}
-	if typ == "" {
-		return // missing or malformed type is reported already
+	if !bundleTypes[typ] {
+		// Missing, malformed or not a Bundle type (binding-required says
+		// so): the rules that depend on the type would blame the entries
+		// (a beginner's review: "transacton" got one bdl-3 per entry).
+		return
 	}
 	if o.has("total") && typ != "searchset" && typ != "history" {
 		w.errorAt("total", "bdl-1", "total is only allowed in a search or history Bundle (bdl-1)")
@@ -290,6 +293,10 @@ func checkBundle(o *objView, _ *invariant) {
 		}
 	}
 }
+
+// bundleTypes are the codes of Bundle.type (R4's bundle-type value set).
+var bundleTypes = map[string]bool{"document": true, "message": true, "transaction": true, "transaction-response": true,
+	"batch": true, "batch-response": true, "history": true, "searchset": true, "collection": true}
 
 // first returns the first item of array node arr, or -1.
 func (w *walker) first(arr int32) int32 {

@@ -223,7 +223,7 @@ func (w *walker) document(want string, res *Result) {
 	}
 	def := w.s.resources[string(w.str(rt))]
 	if def == nil {
-		w.add(SeverityError, "resource-type-unknown", want, "resourceType is not an R4 resource type")
+		w.add(SeverityError, "resource-type-unknown", want, unknownTypeMessage(w.s.resources, w.str(rt)))
 		return
 	}
 	res.ResourceType = def.name

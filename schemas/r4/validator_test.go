@@ -95,7 +95,12 @@ var ruleCases = []ruleCase{
 	{name: "blank", doc: " \r\n\t", rule: "json-empty"},
 
 	// Resource type.
-	{name: "unknown type", doc: `{"resourceType":"Foo"}`, rule: "resource-type-unknown"},
+	{name: "unknown type", doc: `{"resourceType":"Foo"}`, rule: "resource-type-unknown", never: "nearest"},
+	// A misspelt type is told the type nearest to it, never repeated (a
+	// beginner's review: "Bundel" got no hint).
+	{name: "misspelt type", doc: `{"resourceType":"Bundel","type":"collection"}`, rule: "resource-type-unknown", msg: "the nearest resource type is 'Bundle'", never: "Bundel"},
+	{name: "misspelt nested type", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":{"resourceType":"Pateint"}}]}`,
+		rule: "resource-type-unknown", expr: "Bundle.entry[0].resource", msg: "the nearest resource type is 'Patient'", never: "Pateint"},
 	{name: "abstract type", doc: `{"resourceType":"DomainResource"}`, rule: "resource-type-unknown"},
 	{name: "no type", doc: `{"id":"x"}`, rule: "element-required"},
 	{name: "type not string", doc: `{"resourceType":1}`, rule: "element-type"},
@@ -551,5 +556,20 @@ func TestNativeRecordAdvice(t *testing.T) {
 		if got := strings.Contains(msg, "map --kind KIND FILE") && strings.Contains(msg, "/ingest/{kind}?dryRun=true"); got != c.advice {
 			t.Errorf("%s: message %q, advice %v, want %v", c.doc, msg, got, c.advice)
 		}
+	}
+}
+
+// TestBundleTypeUnknown: a Bundle whose type is no Bundle type is told so
+// (binding-required at Bundle.type), and its entries are not blamed by
+// the rules that depend on the type (a beginner's review: "transacton"
+// got one bdl-3 per correct entry).
+func TestBundleTypeUnknown(t *testing.T) {
+	v := testValidator()
+	doc := `{"resourceType":"Bundle","type":"transacton","entry":[` +
+		`{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},` +
+		`{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f61","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`
+	res := v.Validate([]byte(doc))
+	if len(res.Issues) != 1 || res.Issues[0].Rule != "binding-required" || res.Issues[0].Expression != "Bundle.type" {
+		t.Errorf("issues = %+v, want only binding-required at Bundle.type", res.Issues)
 	}
 }

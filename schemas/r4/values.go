@@ -42,7 +42,7 @@ func (w *walker) nested(v int32, contained bool) {
 		w.errorf("element-type", "resourceType must be a JSON string")
 	default:
 		if def = w.s.resources[string(w.str(rt))]; def == nil {
-			w.errorf("resource-type-unknown", "resourceType is not an R4 resource type")
+			w.errorf("resource-type-unknown", unknownTypeMessage(w.s.resources, w.str(rt)))
 		}
 	}
 	if def == nil {

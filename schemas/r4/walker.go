@@ -1,6 +1,8 @@
 package r4
 
 import (
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -346,6 +348,12 @@ func knownName(def *typeDef, name []byte) bool {
 // characters or fewer, none under three; compared without case), ""
 // otherwise: the issue then names the element meant, not what was sent.
 func nearestKey(def *typeDef, name []byte) string {
+	return nearest(name, maps.Keys(def.keys))
+}
+
+// nearest is the one of names nearest to name when name is a likely
+// misspelling of it (nearestKey's thresholds), "" otherwise.
+func nearest(name []byte, names iter.Seq[string]) string {
 	if len(name) < 3 || len(name) > 64 {
 		return ""
 	}
@@ -355,7 +363,7 @@ func nearestKey(def *typeDef, name []byte) string {
 	}
 	lower := strings.ToLower(string(name))
 	best, bestD := "", most+1
-	for k := range def.keys {
+	for k := range names {
 		if d := editDistance(lower, strings.ToLower(k), bestD+1); d < bestD || d == bestD && k < best {
 			best, bestD = k, d
 		}
@@ -364,6 +372,17 @@ func nearestKey(def *typeDef, name []byte) string {
 		return ""
 	}
 	return best
+}
+
+// unknownTypeMessage is the message of resource-type-unknown for a
+// resourceType of name: the nearest type when it looks misspelt, never
+// the name sent.
+func unknownTypeMessage(types map[string]*typeDef, name []byte) string {
+	msg := "resourceType is not an R4 resource type (the value is not shown)"
+	if near := nearest(name, maps.Keys(types)); near != "" {
+		msg += "; the nearest resource type is '" + near + "'"
+	}
+	return msg
 }
 
 // editDistance is the Levenshtein distance of a and b, or limit when it
