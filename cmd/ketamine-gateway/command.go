@@ -99,6 +99,8 @@ var commands = []command{
 			"of its answer and of the payload sent, the error, the time). One stored otherwise is a finding naming\n" +
 			"the AuditEvent (seq, id), the record and what differs. \"lineage\" counts what was checked, and as\n" +
 			"\"unchecked\" what an older gateway's AuditEvents name without hashes (with a note on stderr).\n" +
+			"The other way round, every receipt and delivery attempt stored must be named by a chained\n" +
+			"AuditEvent: one that none names is a finding (the chain lost its AuditEvent: its tail cut).\n" +
 			"Record the printed headSeq and headHash where the database's administrators cannot write, and give\n" +
 			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
 			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +
@@ -111,7 +113,9 @@ var commands = []command{
 			"export writes the chain's records for a period (by recorded time; the slice is contiguous) as NDJSON,\n" +
 			"each with its seq, prev and hash and its stored JSON as hashed, then a manifest line with the hash of\n" +
 			"the record before the first and the chain head; verify-export checks such a file without the database\n" +
-			"(exit 0 it links, 1 it does not or an anchor is not held, 3 it could not be read). See docs/audit.md.",
+			"(exit 0 it links and holds the anchors given, one at least; 1 it does not link, an anchor is not\n" +
+			"held, or none was given: without an anchor it prints \"intact\" but proves only that the file is\n" +
+			"consistent with itself; 3 it could not be read). See docs/audit.md.",
 		examples: []string{"ketamine-gateway audit verify",
 			"ketamine-gateway audit verify --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f",
 			"ketamine-gateway audit verify --from @audit-verify-2026-11.json",
