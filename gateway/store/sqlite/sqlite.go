@@ -187,7 +187,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	cp.SetMaxOpenConns(1)
 	cp.SetMaxIdleConns(1)
-	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp, wal: path + "-wal"}}
+	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp, wal: path + "-wal"}, busy: busy}
 	c.ws = newStmtCache(wc.PrepareContext, true)
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -136,7 +137,7 @@ func (c *committer) do(ctx context.Context, fn func(*tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{ctx: ctx, fn: fn, done: make(chan result, 1)}
+	r := &request{ctx: withQueued(ctx, time.Now()), fn: fn, done: make(chan result, 1)}
 	c.mu.Lock()
 	switch {
 	case c.closed:
@@ -323,7 +324,7 @@ const eachAfterFailure = 8
 func (c *committer) runTogether(batch []*request) bool {
 	s := c.s
 	ctx := context.Background()
-	t, err := s.begin(ctx)
+	t, err := s.begin(oldestQueued(ctx, batch))
 	if err != nil {
 		// Every request gets the error now, as runEach would after
 		// beginning again: a database locked by another process would
@@ -373,7 +374,7 @@ func (c *committer) runTogether(batch []*request) bool {
 func (c *committer) runEach(batch []*request) {
 	s := c.s
 	ctx := context.Background()
-	t, err := s.begin(ctx)
+	t, err := s.begin(oldestQueued(ctx, batch))
 	if err != nil {
 		for _, r := range batch {
 			answer(r, err)
@@ -574,4 +575,34 @@ func (t *tx) call(fn func(*tx) error) (res result) {
 		}
 	}()
 	return result{err: fn(t)}
+}
+
+// queuedKey is the context key of when a write was queued.
+type queuedKey struct{}
+
+// withQueued is ctx noting that its write was queued at t.
+func withQueued(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, queuedKey{}, t)
+}
+
+// QueuedAt is when the write whose transaction begins under ctx was queued
+// (the oldest of a batch's): a backend whose BEGIN waits for a lock held
+// elsewhere counts its wait from then (SQLite's busy timeout).
+func QueuedAt(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(queuedKey{}).(time.Time)
+	return t, ok
+}
+
+// oldestQueued is ctx noting when the oldest request of batch was queued.
+func oldestQueued(ctx context.Context, batch []*request) context.Context {
+	var oldest time.Time
+	for _, r := range batch {
+		if q, ok := QueuedAt(r.ctx); ok && (oldest.IsZero() || q.Before(oldest)) {
+			oldest = q
+		}
+	}
+	if oldest.IsZero() {
+		return ctx
+	}
+	return withQueued(ctx, oldest)
 }
