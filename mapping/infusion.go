@@ -555,12 +555,19 @@ func (m *mapper) dosage(in *InfusionBody, route, routeText, medText string) *fhi
 
 // plannedDose appends the planned dose to text: "mg/kg x kg = mg" with
 // the weight-based-dose extension for weight-based dosing, else the planned
-// total in mg.
+// total in mg. A total that is not the product (drawn up rounded, within
+// DoseTolerance) is stated as the dose, with the product beside it: "42 mg
+// (0.5 mg/kg x 80 kg = 40 mg)", never an equation that does not hold (a
+// mapping developer's review: "0.5 mg/kg x 80 kg = 42 mg").
 func plannedDose(in *InfusionBody, text string) (string, []fhir.Extension) {
 	switch {
 	case in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil:
-		return fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg),
-			[]fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
+		ext := []fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
+		product := math.Round(*in.DoseMgPerKg**in.BodyWeightKg*100) / 100
+		if math.Abs(product-*in.TotalDoseMg) < 0.005 {
+			return fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg), ext
+		}
+		return fmt.Sprintf("%s %g mg (%g mg/kg x %g kg = %g mg)", text, *in.TotalDoseMg, *in.DoseMgPerKg, *in.BodyWeightKg, product), ext
 	case in.TotalDoseMg != nil:
 		return fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg), nil
 	}

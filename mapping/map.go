@@ -18,7 +18,7 @@ import (
 
 // Version is the mapping version recorded with everything the gateway maps.
 // Bump it whenever the output for an unchanged record changes.
-const Version = "2.5.0"
+const Version = "2.5.1"
 
 // Options tune a mapping. The zero value is valid.
 type Options struct {
