@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -84,22 +82,9 @@ func (c *lineageChecker) nameReceipts(ev *chainedEvent) {
 // last record the walk read: a receipt written while verify ran is named
 // by an AuditEvent after it, read once the rows are.
 func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error {
-	first := c.receipts.first
-	if !c.fromAt.IsZero() {
-		// From an anchor: the trail may have named receipts since before
-		// it (the walk does not read those AuditEvents).
-		for _, code := range []string{"ingest", "transaction", "batch", "mapping-replay"} {
-			evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent", url.Values{"subtype": {code}, "_sort": {"date"}}, 1)
-			if err != nil {
-				return fmt.Errorf("the first %s AuditEvent: %w", code, err)
-			}
-			if len(evs) > 0 {
-				recorded, _ := evs[0]["recorded"].(string)
-				if at, err := time.Parse(time.RFC3339Nano, recorded); err == nil && (first.IsZero() || at.Before(first)) {
-					first = at
-				}
-			}
-		}
+	first, err := c.firstOf(ctx, c.receipts.first, "ingest,transaction,batch,mapping-replay")
+	if err != nil {
+		return err
 	}
 	lc := &c.out.Lineage
 	var left []store.Listed
@@ -114,18 +99,10 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 				continue
 			}
 			receipt, err := c.isReceipt(ctx, p.ID)
-			switch {
-			case err != nil:
+			if err != nil {
 				return err
-			case !receipt:
-			case first.IsZero() || p.At.Before(first):
-				// Before the trail's first write that names its receipt
-				// (a trail that never named one): counted, not held.
-				lc.ReceiptsBeforeNaming++
-			case !c.fromAt.IsZero() && p.At.Before(c.fromAt.Add(anchorMargin)):
-				// Its AuditEvent may precede the anchor's, not walked.
-				lc.ReceiptsNearAnchor++
-			default:
+			}
+			if receipt && c.held(p.At, first, &lc.ReceiptsBeforeNaming, &lc.ReceiptsNearAnchor) {
 				left = append(left, p)
 			}
 		}
@@ -139,7 +116,7 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 	}
 	// The AuditEvents committed since the walk (receipts written
 	// meanwhile): names only.
-	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+	err = c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
 		if !bytes.Contains(e.Body, markProvenance) {
 			return nil
 		}
