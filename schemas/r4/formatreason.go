@@ -92,6 +92,9 @@ func dateReason(p prim, s []byte) string {
 		if len(rest) >= 5 && rest[2] == ':' && (len(rest) == 5 || rest[5] != ':') {
 			return "the time must have seconds (hh:mm:ss): " + form
 		}
+		if len(rest) > 8 && rest[8] == '.' && (len(rest) == 9 || rest[9] < '0' || rest[9] > '9') {
+			return "a fraction of a second needs digits after the '.': " + form
+		}
 		return "the time must be hh:mm:ss, hours 00 to 23, minutes and seconds 00 to 59: " + form
 	}
 	zone := rest[t:]

@@ -184,6 +184,7 @@ var ruleCases = []ruleCase{
 	{name: "month 13", doc: patient(`"birthDate":"1990-13"`), rule: "primitive-format", expr: "Patient.birthDate", msg: "the month must be two digits, 01 to 12"},
 	{name: "zone beyond 14 hours", doc: patient(`"deceasedDateTime":"2020-01-01T10:00:00+15:00"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "Z or an offset ±hh:mm, at most ±14:00"},
 	{name: "text after the zone", doc: patient(`"deceasedDateTime":"2020-01-01T10:00:00Zx"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "nothing may follow the time zone"},
+	{name: "fraction without digits", doc: patient(`"deceasedDateTime":"2020-01-01T10:00:00.Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "a fraction of a second needs digits after the '.'"},
 	{name: "time of a month", doc: patient(`"deceasedDateTime":"2020-01T10:00:00Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "a time needs the whole date before it"},
 	{name: "bad urn uuid", doc: patient(`"implicitRules":"urn:uuid:ABC"`), rule: "primitive-format", expr: "Patient.implicitRules", msg: "lower-case UUID"},
 	{name: "uuid uppercase", doc: patient(`"implicitRules":"urn:uuid:4E6A2F0C-7F0E-4C3F-9A7A-0B7C2D1E5F60"`), rule: "primitive-format", expr: "Patient.implicitRules"},
@@ -571,5 +572,27 @@ func TestBundleTypeUnknown(t *testing.T) {
 	res := v.Validate([]byte(doc))
 	if len(res.Issues) != 1 || res.Issues[0].Rule != "binding-required" || res.Issues[0].Expression != "Bundle.type" {
 		t.Errorf("issues = %+v, want only binding-required at Bundle.type", res.Issues)
+	}
+}
+
+// TestFormatReasonEveryPrefix: the reason of a refused primitive value is
+// said for every prefix of values of every shape (no index out of range
+// on a value cut short). (TestRules checks that it does not repeat the
+// value.)
+func TestFormatReasonEveryPrefix(t *testing.T) {
+	values := []string{"2020-01-01T10:00:00.123+05:30", "2020-13-40T25:61:61Zx", "20x0-0a-0bT1:2:3", "2020-01-01 10:00",
+		"2020-01-01T10:00:00.", "2020-01T10", "0000-01-01", "urn:uuid:ABC", " a  b ", "a_b"}
+	for _, v := range values {
+		for n := 1; n <= len(v); n++ {
+			s := []byte(v[:n])
+			for p := prim(0); int(p) < len(primNames); p++ {
+				if checkString(p, s) {
+					continue
+				}
+				if r := formatReason(p, s); r == "" {
+					t.Errorf("formatReason(%s, %q) is empty, want a reason", primName(p), s)
+				}
+			}
+		}
 	}
 }
