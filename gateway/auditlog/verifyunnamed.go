@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -32,9 +32,6 @@ import (
 type receiptNames struct {
 	named  [][16]byte
 	sorted int // named[:sorted] is sorted and without repeats
-	// first is when the earliest AuditEvent walked that names a
-	// Provenance was recorded (zero: none).
-	first time.Time
 }
 
 func receiptKey(id string) [16]byte {
@@ -42,51 +39,48 @@ func receiptKey(id string) [16]byte {
 	return [16]byte(sum[:16])
 }
 
-// add notes that an AuditEvent recorded at at names Provenance id.
-func (r *receiptNames) add(id string, at time.Time) {
-	r.named = append(r.named, receiptKey(id))
-	if !at.IsZero() && (r.first.IsZero() || at.Before(r.first)) {
-		r.first = at
-	}
-}
+func compareKeys(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }
+
+// add notes that an AuditEvent names Provenance id.
+func (r *receiptNames) add(id string) { r.named = append(r.named, receiptKey(id)) }
 
 // has reports whether an AuditEvent names Provenance id.
 func (r *receiptNames) has(id string) bool {
 	if r.sorted < len(r.named) {
-		slices.SortFunc(r.named, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+		slices.SortFunc(r.named, compareKeys)
 		r.named = slices.Compact(r.named)
 		r.sorted = len(r.named)
 	}
-	_, ok := slices.BinarySearchFunc(r.named, receiptKey(id), func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
+	_, ok := slices.BinarySearchFunc(r.named, receiptKey(id), compareKeys)
 	return ok
 }
 
-// nameReceipts notes the Provenances ev, an AuditEvent of a write that
-// writes one (writesProvenance), names: the one it wrote, and any a
-// Bundle read.
+// nameReceipts notes the Provenances ev, a chained AuditEvent, names: the
+// receipt a write wrote, a client's Provenance a create or update wrote,
+// one a request read (read after it was written, so later in the chain
+// than the write that a tail cut would remove with it).
 func (c *lineageChecker) nameReceipts(ev *chainedEvent) {
-	at, _ := time.Parse(time.RFC3339Nano, ev.Recorded)
 	for _, en := range ev.Entity {
 		if rest, ok := strings.CutPrefix(en.What.Reference, "Provenance/"); ok {
 			id, _, _ := strings.Cut(rest, "/_history/")
-			c.receipts.add(id, at)
+			c.receipts.add(id)
 		}
 	}
 }
 
 // checkUnnamed pages through the current Provenance rows (for a walk from
-// an anchor, those written since it) and reports each receipt no
-// AuditEvent names. Only the rows are read (an index), and the body of a
-// Provenance none names, to tell a receipt from a client's own
-// Provenance (which no AuditEvent names as a receipt). walkedTo is the
-// last record the walk read: a receipt written while verify ran is named
-// by an AuditEvent after it, read once the rows are.
+// an anchor, those written since it: an index, no body) and reports each
+// one no chained AuditEvent names and no named receipt vouches for. A
+// receipt is named by the AuditEvent of the write that stored it; a
+// client's own Provenance by the AuditEvent of its create or update, or,
+// written in a Bundle, by the Bundle's receipt, which lists it among its
+// targets (vouched). Nothing the row or the body says of itself (its
+// time, its agents) exempts it: whoever can cut the chain's tail can
+// change those too (an auditor's review: receipts back-dated before the
+// trail's first AuditEvent, or relabelled as a client's, hid a cut).
+// walkedTo is the last record the walk read: a Provenance written while
+// verify ran is named by an AuditEvent after it, read once the rows are.
 func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error {
-	first, err := c.firstOf(ctx, c.receipts.first, "ingest,transaction,batch,mapping-replay")
-	if err != nil {
-		return err
-	}
-	lc := &c.out.Lineage
 	var left []store.Listed
 	var after *store.Listed
 	for {
@@ -95,14 +89,7 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 			return err
 		}
 		for _, p := range page {
-			if p.Deleted || c.receipts.has(p.ID) {
-				continue
-			}
-			receipt, err := c.isReceipt(ctx, p.ID)
-			if err != nil {
-				return err
-			}
-			if receipt && c.held(p.At, first, &lc.ReceiptsBeforeNaming, &lc.ReceiptsNearAnchor) {
+			if !c.receipts.has(p.ID) {
 				left = append(left, p)
 			}
 		}
@@ -114,17 +101,16 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 	if len(left) == 0 {
 		return nil
 	}
-	// The AuditEvents committed since the walk (receipts written
+	// The AuditEvents committed since the walk (Provenances written
 	// meanwhile): names only.
-	err = c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
 		if !bytes.Contains(e.Body, markProvenance) {
 			return nil
 		}
 		var ev chainedEvent
-		if json.Unmarshal(e.Body, &ev) != nil || len(ev.Subtype) == 0 || !writesProvenance[ev.Subtype[0].Code] {
-			return nil
+		if json.Unmarshal(e.Body, &ev) == nil {
+			c.nameReceipts(&ev)
 		}
-		c.nameReceipts(&ev)
 		return nil
 	})
 	if err != nil {
@@ -134,30 +120,54 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 		if c.receipts.has(p.ID) {
 			continue
 		}
-		lc.UnnamedReceipts++
-		c.out.lineageFault(0, "", fmt.Sprintf("Provenance/%s/_history/%d", p.ID, p.Version), UnnamedReceiptProblem)
+		ok, err := c.vouched(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			c.out.Lineage.UnnamedReceipts++
+			c.out.lineageFault(0, "", fmt.Sprintf("Provenance/%s/_history/%d", p.ID, p.Version), UnnamedReceiptProblem)
+		}
 	}
 	return nil
 }
 
-// isReceipt reports whether the current version of Provenance id is one
-// of the gateway's (audit.IsGatewayProvenance), not a client's.
-func (c *lineageChecker) isReceipt(ctx context.Context, id string) (bool, error) {
-	r, err := c.st.Read(ctx, "Provenance", id)
-	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
-		return false, nil // deleted since it was listed
-	case err != nil:
-		return false, err
+// vouched reports whether Provenance id, which no AuditEvent walked names,
+// is listed among its targets by a receipt an AuditEvent walked names (a
+// client's Provenance written in a Bundle: the receipt's body says so, as
+// its AuditEvent's hash vouches; the index only finds it), or, for a walk
+// from an anchor, is named by an AuditEvent the search index finds (one
+// committed before the anchor's, not walked).
+func (c *lineageChecker) vouched(ctx context.Context, id string) (bool, error) {
+	ref := "Provenance/" + id
+	by, err := searchAll(ctx, c.st, search.AllTenants, "Provenance", url.Values{"target": {ref}}, 20)
+	if err != nil {
+		return false, fmt.Errorf("the receipts of %s: %w", ref, err)
 	}
-	var doc map[string]any
-	if json.Unmarshal(r.Body, &doc) != nil {
-		return audit.ReservedProvenanceID(id), nil
+	for _, r := range by {
+		rid, _ := r["id"].(string)
+		if rid == id || !c.receipts.has(rid) {
+			continue
+		}
+		targets, _ := r["target"].([]any)
+		for _, t := range targets {
+			tr, _ := t.(map[string]any)
+			if v, _ := tr["reference"].(string); v == ref || strings.HasPrefix(v, ref+"/_history/") {
+				return true, nil
+			}
+		}
 	}
-	return audit.IsGatewayProvenance(doc) || audit.ReservedProvenanceID(id), nil
+	if c.fromAt.IsZero() {
+		return false, nil
+	}
+	evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent", url.Values{"entity": {ref}}, 1)
+	if err != nil {
+		return false, fmt.Errorf("the AuditEvents naming %s: %w", ref, err)
+	}
+	return len(evs) > 0, nil
 }
 
-// UnnamedReceiptProblem is the fault of a receipt no AuditEvent names.
-const UnnamedReceiptProblem = "no chained AuditEvent names this receipt, though the request that wrote it chained one naming it " +
-	"in the same transaction: the audit chain lost that AuditEvent (its tail cut and the head moved back), or the receipt " +
-	"was written behind the gateway's back"
+// UnnamedReceiptProblem is the fault of a Provenance no AuditEvent names.
+const UnnamedReceiptProblem = "no chained AuditEvent names this Provenance, nor does a named receipt list it: the request " +
+	"that wrote it chained an AuditEvent naming it in the same transaction, so the audit chain lost that AuditEvent " +
+	"(its tail cut and the head moved back), or the Provenance was written behind the gateway's back"
