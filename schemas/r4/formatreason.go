@@ -12,8 +12,8 @@ func formatReason(p prim, s []byte) string {
 	case pDate, pDateTime, pInstant:
 		return dateReason(p, s)
 	case pTime:
-		return "a time is written hh:mm:ss, optionally with a fraction of a second (.sss), from 00:00:00 to 23:59:59, " +
-			"with no time zone"
+		return "a time is written hh:mm:ss, optionally with a fraction of a second (.sss), from 00:00:00 to 23:59:59 " +
+			"(23:59:60 for a leap second), with no time zone"
 	case pID:
 		if len(s) > 64 {
 			return "an id is at most 64 characters long"
@@ -81,6 +81,8 @@ func dateReason(p prim, s []byte) string {
 		return "a date has no time or time zone (a time belongs in a dateTime or an instant): " + form
 	case s[n] == ' ':
 		return "the time is separated from the date by T, not a space: " + form
+	case s[n] == 't':
+		return "the T between the date and the time is upper case: " + form
 	case s[n] != 'T':
 		return "the date must be YYYY-MM-DD, with '-' between its parts: " + form
 	case prec != 3:
@@ -95,13 +97,16 @@ func dateReason(p prim, s []byte) string {
 		if len(rest) > 8 && rest[8] == '.' && (len(rest) == 9 || rest[9] < '0' || rest[9] > '9') {
 			return "a fraction of a second needs digits after the '.': " + form
 		}
-		return "the time must be hh:mm:ss, hours 00 to 23, minutes and seconds 00 to 59: " + form
+		return "the time must be hh:mm:ss, hours 00 to 23, minutes 00 to 59, seconds 00 to 59 (60 for a leap second): " + form
 	}
 	zone := rest[t:]
 	if len(zone) == 0 {
 		return "a time must have a time zone: add Z (UTC) or an offset such as -05:00: " + form
 	}
 	z, _, ok := parseZone(zone)
+	if !ok && zone[0] == 'z' {
+		return "the Z of UTC is upper case: " + form
+	}
 	if !ok {
 		return "the time zone must be Z or an offset ±hh:mm, at most ±14:00: " + form
 	}

@@ -2,6 +2,9 @@ package r4
 
 import (
 	"bytes"
+	"maps"
+	"slices"
+	"strings"
 )
 
 // value validates one (non-array, non-null) value.
@@ -124,7 +127,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 	}
 	s := w.str(v)
 	if len(s) == 0 {
-		w.errorf("value-empty", "a string must not be empty")
+		w.errorf("value-empty", "a "+primName(p)+" must not be empty: leave the element out when it has no value")
 		return
 	}
 	if p == pXHTML {
@@ -140,7 +143,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 	}
 	if vs != nil {
 		if _, ok := vs.codes[string(s)]; !ok {
-			w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+			w.errorf("binding-required", vs.notIn(s))
 		}
 	}
 }
@@ -153,7 +156,7 @@ func (w *walker) codingBinding(typeName string, vs *valueSet, v int32) {
 	switch typeName {
 	case "Coding":
 		if !w.codingIn(vs, v) {
-			w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+			w.errorf("binding-required", vs.notIn(w.codeOf(v)))
 		}
 	case "CodeableConcept":
 		found := false
@@ -167,7 +170,7 @@ func (w *walker) codingBinding(typeName string, vs *valueSet, v int32) {
 			}
 			found = true
 			if !w.codingIn(vs, c) {
-				w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+				w.errorf("binding-required", vs.notIn(w.codeOf(c)))
 			}
 		})
 		w.pop()
@@ -175,6 +178,36 @@ func (w *walker) codingBinding(typeName string, vs *valueSet, v int32) {
 			w.errorf("binding-required", "no coding from the required value set "+vs.url)
 		}
 	}
+}
+
+// codeOf is the code of Coding node c (nil when it has none).
+func (w *walker) codeOf(c int32) []byte {
+	code, _ := w.memberBytes(c, "code")
+	return code
+}
+
+// maxListedCodes bounds the codes a binding-required message lists.
+const maxListedCodes = 25
+
+// notIn is the message of a code (nil: none) not in vs: the value set,
+// its codes when they are few, and the code that differs from the one
+// sent only in case (codes are case-sensitive: "Male" for male). The code
+// sent is never repeated (an EHR engineer's review: the message said
+// what was wrong, not what to write).
+func (vs *valueSet) notIn(code []byte) string {
+	msg := "the code is not in the required value set " + vs.url
+	if len(vs.codes) <= maxListedCodes {
+		msg += "; its codes are " + strings.Join(slices.Sorted(maps.Keys(vs.codes)), ", ")
+	}
+	if len(code) > 0 {
+		for c := range vs.codes {
+			if strings.EqualFold(c, string(code)) {
+				msg += "; codes are case-sensitive: the code differs from '" + c + "' only in case"
+				break
+			}
+		}
+	}
+	return msg
 }
 
 // codingIn reports whether Coding node c is consistent with vs: a coding
