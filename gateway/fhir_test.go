@@ -197,6 +197,33 @@ func TestBadWrites(t *testing.T) {
 	}
 }
 
+// TestMisspeltTypeInURL: a misspelt resource type in a URL (a search, a
+// read, a create) is told the nearest type, never repeating the one sent,
+// as one in a body is (an EHR engineer's review).
+func TestMisspeltTypeInURL(t *testing.T) {
+	h := fhirServer(t)
+	for _, tc := range []struct{ method, target, body string }{
+		{"GET", "/fhir/Patinet?name=x", ""},
+		{"GET", "/fhir/Observaton/1", ""},
+		{"POST", "/fhir/Patinet", `{"resourceType":"Patient"}`},
+	} {
+		rec := req(h, tc.method, tc.target, tc.body)
+		assertOutcome(t, rec, 404, "resource-type-unknown", "")
+		body := rec.Body.String()
+		if !strings.Contains(body, "the nearest resource type is '") || strings.Contains(body, "Patinet") || strings.Contains(body, "Observaton") {
+			t.Errorf("%s %s: %s, want the nearest type named, not the one sent", tc.method, tc.target, body)
+		}
+	}
+	// A batch's GET entry too.
+	rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patinet?name=x"}}]}`)
+	if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, "the nearest resource type is 'Patient'") || strings.Contains(body, "Patinet") {
+		t.Errorf("a batch GET of Patinet: %d %s, want the entry told the nearest type", rec.Code, body)
+	}
+	if body := req(h, "GET", "/fhir/Zzzzqqq", "").Body.String(); strings.Contains(body, "nearest") {
+		t.Errorf("GET /fhir/Zzzzqqq: %s, want no nearest type for a name near none", body)
+	}
+}
+
 // TestConcurrentConditionalCreate: 50 identical conditional creates at once
 // make exactly one resource.
 func TestConcurrentConditionalCreate(t *testing.T) {

@@ -51,6 +51,12 @@ const notRESTful = "Parameters"
 func (e *Engine) checkType(typ string) error {
 	switch {
 	case !e.v.KnownType(typ):
+		if near := e.v.NearestType(typ); near != "" {
+			// The nearest type, never the name sent (an EHR engineer's
+			// review: a misspelt type in a body was told it, in a URL not).
+			return outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown",
+				"not a FHIR R4 resource type; the nearest resource type is '"+near+"'")
+		}
 		return errTypeUnknown
 	case typ == notRESTful:
 		return errTypeNotRESTful

@@ -2,6 +2,7 @@ package r4
 
 import (
 	"bytes"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -134,7 +135,15 @@ func checkReference(o *objView, _ *invariant) {
 	}
 	switch w.s.referenceKind(s) {
 	case refBad:
-		w.errorf("reference-format", "the reference is not a relative, absolute, urn:uuid, urn:oid, local or conditional reference to an R4 resource type")
+		msg := "the reference is not a relative, absolute, urn:uuid, urn:oid, local or conditional reference to an R4 resource type"
+		if i := bytes.IndexAny(s, "/?"); i > 0 && w.s.resources[string(s[:i])] == nil {
+			if near := nearest(s[:i], maps.Keys(w.s.resources)); near != "" {
+				// The nearest type, never the one sent (an EHR engineer's
+				// review: "Patinet/123" got no hint).
+				msg += "; its type is not an R4 resource type: the nearest resource type is '" + near + "'"
+			}
+		}
+		w.errorf("reference-format", msg)
 	case refBadUUID:
 		// The HL7 validator accepts these (case ref-policy-r4); flag them.
 		w.warnf("reference-format", "a urn:uuid reference should hold a lowercase UUID")

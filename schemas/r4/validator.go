@@ -1,6 +1,7 @@
 package r4
 
 import (
+	"maps"
 	"runtime"
 	"slices"
 	"strconv"
@@ -63,6 +64,12 @@ func IsResourceType(name string) bool {
 func (v *Validator) KnownType(name string) bool {
 	_, ok := v.s.resources[name]
 	return ok
+}
+
+// NearestType is the R4 resource type nearest to name when name looks
+// like a misspelling of one ("Patinet": "Patient"), "" otherwise.
+func (v *Validator) NearestType(name string) string {
+	return nearest([]byte(name), maps.Keys(v.s.resources))
 }
 
 // Validate checks a whole JSON document; its resourceType selects the
