@@ -122,9 +122,9 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 		return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the request url is an absolute "+
 			"URL that is not on this server's FHIR base; send it relative to the base")
 	case !e.v.KnownType(parts[0]):
-		if near := e.v.NearestType(parts[0]); near != "" {
-			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the request url's resource type is "+
-				"not an R4 resource type; the nearest resource type is '"+near+"'")
+		if hint := e.v.TypeHint(parts[0]); hint != "" {
+			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+				"the request url's resource type is not an R4 resource type"+hint)
 		}
 		return errGetURL
 	}

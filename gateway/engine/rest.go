@@ -29,7 +29,7 @@ import (
 type Body func() ([]byte, error)
 
 var (
-	errTypeUnknown    = outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", "not a FHIR R4 resource type")
+	errTypeUnknown    = outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", typeUnknown)
 	errResourceUnkown = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such resource")
 	errVersionUnknown = outcome.New(outcome.NotFound, "not-found", "version-unknown", "no such version")
 	// errVersionForm answers a vread of a version id the gateway never
@@ -44,6 +44,9 @@ var (
 			"stored, read or searched; to validate a Parameters resource, POST it to /fhir/$validate")
 )
 
+// typeUnknown is the message of a type in a URL that is no R4 resource type.
+const typeUnknown = "not a FHIR R4 resource type"
+
 // notRESTful is the R4 resource type that has no RESTful endpoint.
 const notRESTful = "Parameters"
 
@@ -51,11 +54,10 @@ const notRESTful = "Parameters"
 func (e *Engine) checkType(typ string) error {
 	switch {
 	case !e.v.KnownType(typ):
-		if near := e.v.NearestType(typ); near != "" {
-			// The nearest type, never the name sent (an EHR engineer's
-			// review: a misspelt type in a body was told it, in a URL not).
-			return outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown",
-				"not a FHIR R4 resource type; the nearest resource type is '"+near+"'")
+		if hint := e.v.TypeHint(typ); hint != "" {
+			// (an EHR engineer's review: a misspelt type in a body was
+			// told the nearest, in a URL not)
+			return outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", typeUnknown+hint)
 		}
 		return errTypeUnknown
 	case typ == notRESTful:

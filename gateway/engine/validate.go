@@ -31,9 +31,9 @@ func (v *Validator) ProfileSet() *profile.Set { return v.profiles }
 // KnownType reports whether typ is a FHIR R4 resource type.
 func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
 
-// NearestType is the R4 resource type a misspelt typ is nearest to, "" for
-// none.
-func (v *Validator) NearestType(typ string) string { return v.r4.NearestType(typ) }
+// TypeHint names the R4 resource type a misspelt typ is nearest to, as
+// the end of a message ("" for none).
+func (v *Validator) TypeHint(typ string) string { return v.r4.TypeHint(typ) }
 
 // Resource checks body as a resource of typ and returns it decoded (numbers
 // kept exact), from the one parse that validated it. expr roots the

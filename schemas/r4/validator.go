@@ -1,7 +1,6 @@
 package r4
 
 import (
-	"maps"
 	"runtime"
 	"slices"
 	"strconv"
@@ -66,11 +65,10 @@ func (v *Validator) KnownType(name string) bool {
 	return ok
 }
 
-// NearestType is the R4 resource type nearest to name when name looks
-// like a misspelling of one ("Patinet": "Patient"), "" otherwise.
-func (v *Validator) NearestType(name string) string {
-	return nearest([]byte(name), maps.Keys(v.s.resources))
-}
+// TypeHint is "; the nearest resource type is 'Patient'" for a name that
+// is no R4 resource type and looks like a misspelling of one ("Patinet"),
+// "" otherwise: a message about an unknown type ends with it.
+func (v *Validator) TypeHint(name string) string { return v.s.typeHint([]byte(name)) }
 
 // Validate checks a whole JSON document; its resourceType selects the
 // definition it is checked against.
@@ -230,7 +228,7 @@ func (w *walker) document(want string, res *Result) {
 	}
 	def := w.s.resources[string(w.str(rt))]
 	if def == nil {
-		w.add(SeverityError, "resource-type-unknown", want, unknownTypeMessage(w.s.resources, w.str(rt)))
+		w.add(SeverityError, "resource-type-unknown", want, w.s.unknownTypeMessage(w.str(rt)))
 		return
 	}
 	res.ResourceType = def.name
@@ -245,7 +243,7 @@ func (w *walker) document(want string, res *Result) {
 // article is the indefinite article of an English word (a Patient, an
 // Observation).
 func article(word string) string {
-	if word != "" && strings.ContainsRune("AEIOU", rune(word[0])) {
+	if word != "" && strings.ContainsRune("AEIOUaeio", rune(word[0])) { // "an instant", "a uri"
 		return "an"
 	}
 	return "a"

@@ -189,6 +189,7 @@ var ruleCases = []ruleCase{
 	{name: "code in another case", doc: patient(`"gender":"Male"`), rule: "binding-required", expr: "Patient.gender", msg: "its codes are female, male, other, unknown; codes are case-sensitive: the code differs from 'male' only in case", never: "Male"},
 	{name: "coding in another case", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueCoding":{"system":"http://hl7.org/fhir/administrative-gender","code":"x"}}]}`},
 	{name: "misspelt reference type", doc: obs(`,"subject":{"reference":"Patinet/123"}`), rule: "reference-format", expr: "Observation.subject.reference", msg: "the nearest resource type is 'Patient'", never: "Patinet"},
+	{name: "empty instant", doc: obs(`,"issued":""`), rule: "value-empty", expr: "Observation.issued", msg: "an instant must not be empty"},
 	{name: "fraction without digits", doc: patient(`"deceasedDateTime":"2020-01-01T10:00:00.Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "a fraction of a second needs digits after the '.'"},
 	{name: "time of a month", doc: patient(`"deceasedDateTime":"2020-01T10:00:00Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime", msg: "a time needs the whole date before it"},
 	{name: "bad urn uuid", doc: patient(`"implicitRules":"urn:uuid:ABC"`), rule: "primitive-format", expr: "Patient.implicitRules", msg: "lower-case UUID"},

@@ -45,7 +45,7 @@ func (w *walker) nested(v int32, contained bool) {
 		w.errorf("element-type", "resourceType must be a JSON string")
 	default:
 		if def = w.s.resources[string(w.str(rt))]; def == nil {
-			w.errorf("resource-type-unknown", unknownTypeMessage(w.s.resources, w.str(rt)))
+			w.errorf("resource-type-unknown", w.s.unknownTypeMessage(w.str(rt)))
 		}
 	}
 	if def == nil {
@@ -127,7 +127,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 	}
 	s := w.str(v)
 	if len(s) == 0 {
-		w.errorf("value-empty", "a "+primName(p)+" must not be empty: leave the element out when it has no value")
+		w.errorf("value-empty", article(primName(p))+" "+primName(p)+" must not be empty: leave the element out when it has no value")
 		return
 	}
 	if p == pXHTML {

@@ -377,12 +377,22 @@ func nearest(name []byte, names iter.Seq[string]) string {
 // unknownTypeMessage is the message of resource-type-unknown for a
 // resourceType of name: the nearest type when it looks misspelt, never
 // the name sent.
-func unknownTypeMessage(types map[string]*typeDef, name []byte) string {
-	msg := "resourceType is not an R4 resource type (the value is not shown)"
-	if near := nearest(name, maps.Keys(types)); near != "" {
-		msg += "; the nearest resource type is '" + near + "'"
+func (s *schema) unknownTypeMessage(name []byte) string {
+	return "resourceType is not an R4 resource type (the value is not shown)" + s.typeHint(name)
+}
+
+// typeHint is "; the nearest resource type is 'T'" for a name that is no
+// resource type and looks like a misspelling of T, "" otherwise: every
+// message about an unknown type (in a body, a reference, a URL) says it
+// so, never repeating the name sent.
+func (s *schema) typeHint(name []byte) string {
+	if s.resources[string(name)] != nil {
+		return ""
 	}
-	return msg
+	if near := nearest(name, maps.Keys(s.resources)); near != "" {
+		return "; the nearest resource type is '" + near + "'"
+	}
+	return ""
 }
 
 // editDistance is the Levenshtein distance of a and b, or limit when it
