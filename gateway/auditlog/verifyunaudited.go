@@ -137,9 +137,20 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 	// When delivery auditing began: an unnamed attempt begun before it
 	// is counted apart, and not held as a suspect (a long history from
 	// before delivery auditing would be held whole).
-	first, err := c.firstOf(ctx, c.sent.first, "delivery-send")
-	if err != nil {
-		return err
+	first := c.sent.first
+	if !c.fromAt.IsZero() {
+		// From an anchor: the trail may have audited deliveries since
+		// before it.
+		evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent", url.Values{"subtype": {"delivery-send"}, "_sort": {"date"}}, 1)
+		if err != nil {
+			return fmt.Errorf("the first delivery-send AuditEvent: %w", err)
+		}
+		if len(evs) > 0 {
+			recorded, _ := evs[0]["recorded"].(string)
+			if at, err := time.Parse(time.RFC3339Nano, recorded); err == nil && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
 	}
 	lc := &c.out.Lineage
 	var left []*store.Attempt
@@ -150,7 +161,16 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 			return err
 		}
 		for _, a := range page {
-			if !notSent(a) && !c.sent.vouched(a) && c.held(a.At, first, &lc.BeforeAuditing, &lc.NearAnchor) {
+			switch {
+			case notSent(a) || c.sent.vouched(a):
+			case first.IsZero() || a.At.Before(first):
+				// Before delivery auditing began (or a trail that has
+				// never audited one): counted, not held.
+				lc.BeforeAuditing++
+			case !c.fromAt.IsZero() && a.At.Before(c.fromAt.Add(anchorMargin)):
+				// Its AuditEvent may precede the anchor's, not walked.
+				lc.NearAnchor++
+			default:
 				left = append(left, a)
 			}
 		}
@@ -164,7 +184,7 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 	}
 	// The AuditEvents committed since the walk (attempts recorded
 	// meanwhile): names only.
-	err = c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
 		if !bytes.Contains(e.Body, markSent) {
 			return nil
 		}
@@ -213,44 +233,4 @@ func (c *lineageChecker) nameSent(ctx context.Context, recorded string, sent sen
 	at, _ := time.Parse(time.RFC3339Nano, recorded)
 	c.sent.add(row, sent.n, at)
 	return nil
-}
-
-// firstOf is the earlier of first, when the earliest AuditEvent walked of
-// a subtype in codes (comma-separated) was recorded, and, for a walk from
-// an anchor (which does not read the AuditEvents before it), when the
-// trail's first such AuditEvent was, found by one search.
-func (c *lineageChecker) firstOf(ctx context.Context, first time.Time, codes string) (time.Time, error) {
-	if c.fromAt.IsZero() {
-		return first, nil
-	}
-	evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent", url.Values{"subtype": {codes}, "_sort": {"date"}}, 1)
-	if err != nil {
-		return first, fmt.Errorf("the first %s AuditEvent: %w", codes, err)
-	}
-	if len(evs) > 0 {
-		recorded, _ := evs[0]["recorded"].(string)
-		if at, err := time.Parse(time.RFC3339Nano, recorded); err == nil && (first.IsZero() || at.Before(first)) {
-			first = at
-		}
-	}
-	return first, nil
-}
-
-// held reports whether a lineage record no AuditEvent walked names,
-// written at at, is held as a suspect. One written before the trail's
-// first AuditEvent of its kind (first; zero: the trail has none) predates
-// their auditing: counted in before, not held (a long history from before
-// would be held whole). From an anchor, one written within anchorMargin
-// after it may be named by an AuditEvent committed before the anchor's,
-// not walked: counted in near, not held.
-func (c *lineageChecker) held(at, first time.Time, before, near *int) bool {
-	switch {
-	case first.IsZero() || at.Before(first):
-		*before++
-		return false
-	case !c.fromAt.IsZero() && at.Before(c.fromAt.Add(anchorMargin)):
-		*near++
-		return false
-	}
-	return true
 }

@@ -265,8 +265,9 @@ type Store interface {
 	// type typ (deleted or not, every tenant's), without their bodies, in
 	// the order of their last update and id: those updated at or after
 	// since, or, for the next page, those after the last row of the page
-	// before (after). It reads an index only (audit verify's list of the
-	// receipts, which looks for the AuditEvent naming each).
+	// before (after). It reads the index of their times and those rows
+	// (audit verify's list of the Provenances, each of which a chained
+	// AuditEvent must name).
 	CurrentAfter(ctx context.Context, typ string, after *Listed, since time.Time, limit int) ([]Listed, error)
 	// AuditChainHead returns the chain head the store keeps (the seq and
 	// hash of the last entry appended; 0 and "" before the first):
@@ -586,5 +587,4 @@ type Listed struct {
 	ID      string
 	Version int64
 	At      time.Time // its last update
-	Deleted bool
 }

@@ -14,9 +14,9 @@ import (
 // last row of a page (a row comparison, so that the index scan starts
 // there, as AttemptsAfterSQL's).
 const (
-	CurrentSinceSQL = `SELECT id, version, last_updated, deleted FROM current
+	CurrentSinceSQL = `SELECT id, version, last_updated FROM current
 			WHERE type = ? AND last_updated >= ? ORDER BY type, last_updated, id LIMIT ?`
-	CurrentAfterSQL = `SELECT id, version, last_updated, deleted FROM current
+	CurrentAfterSQL = `SELECT id, version, last_updated FROM current
 			WHERE type = ? AND (last_updated, id) > (?, ?) ORDER BY type, last_updated, id LIMIT ?`
 )
 
@@ -40,7 +40,7 @@ func (s *Store) CurrentAfter(ctx context.Context, typ string, after *store.Liste
 		for rows.Next() {
 			var l store.Listed
 			var at int64
-			if err := rows.Scan(&l.ID, &l.Version, &at, &l.Deleted); err != nil {
+			if err := rows.Scan(&l.ID, &l.Version, &at); err != nil {
 				return err
 			}
 			l.At = time.UnixMilli(at)
