@@ -128,6 +128,9 @@ func (c *conns) beginImmediate(ctx context.Context, t *tx) (int64, error) {
 	if q, ok := sqlstore.QueuedAt(ctx); ok && c.lockedElsewhere.Load() {
 		wait = max(c.busy-time.Since(q), minLockWait)
 	}
+	if onBeginWait != nil {
+		onBeginWait(wait)
+	}
 	if wait >= c.busy {
 		return t.Exec(ctx, `BEGIN IMMEDIATE`)
 	}
@@ -137,6 +140,10 @@ func (c *conns) beginImmediate(ctx context.Context, t *tx) (int64, error) {
 	defer func() { _, _ = c.wc.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, c.busy.Milliseconds())) }()
 	return t.Exec(ctx, `BEGIN IMMEDIATE`)
 }
+
+// onBeginWait, set by tests, is told how long each BEGIN may wait for the
+// write lock.
+var onBeginWait func(time.Duration)
 
 // minLockWait is the least a write waits for the write lock: one that has
 // waited its busy timeout in the queue still tries once.
