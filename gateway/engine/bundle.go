@@ -221,11 +221,9 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 				case get && e.answerFull(shown):
 					errs[i], failed = e.errAnswerTooLarge(), failed+1 // not run: nothing more fits
 					continue
-				case get && reads.spent():
-					errs[i], failed = errReadsTooCostly(e.searchTimeout), failed+1
-					continue
 				default:
-					// (runTransaction charges the entry's searches to reads.)
+					// runTransaction charges the entry's searches to reads,
+					// and refuses them once it is spent.
 					errs[i] = e.batchEntry(tx, en, created, base, reads)
 				}
 				if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
@@ -291,13 +289,10 @@ type readBudget struct{ left, budget time.Duration }
 // newReadBudget is a budget of d.
 func newReadBudget(d time.Duration) *readBudget { return &readBudget{left: d, budget: d} }
 
-// spent reports whether the searches have run for the budget.
-func (b *readBudget) spent() bool { return b.left <= 0 }
-
 // search runs f, a search or searches, charging its time to the budget,
 // or refuses it (errReadsTooCostly) once the budget is spent.
 func (b *readBudget) search(f func() error) error {
-	if b.spent() {
+	if b.left <= 0 {
 		return errReadsTooCostly(b.budget)
 	}
 	start := time.Now()
