@@ -15,11 +15,11 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// The receipts' side of the other way round: a receipt (the gateway's
-// Provenance of a native record, a client's Bundle or a mapping replay)
-// is written in the transaction that chains its request's AuditEvent,
-// which names it, so every receipt stored is named by a chained
-// AuditEvent. One that none names outlived the AuditEvent that wrote it:
+// The receipts' side of the other way round: a Provenance (the gateway's
+// receipt of a native record, a client's Bundle or a mapping replay, or a
+// client's own) is written in the transaction that chains its request's
+// AuditEvent, which names it, or names the receipt that lists it. One that
+// no chained AuditEvent vouches for outlived the AuditEvent that wrote it:
 // someone with write access cut the chain's tail and moved the head back
 // (an auditor's review, session 42: a cut tail, with the outbox rows of
 // its deliveries deleted, verified intact, the receipts of the cut writes
