@@ -47,6 +47,9 @@ type Entry struct {
 	// ("Bundle.entry[2].resource"), "" for a REST interaction: where the
 	// problems of a FHIRPath Patch in the entry are.
 	resourceExpr string
+	// guess is the entry's resource rendered ahead of the transaction
+	// (Speculation.Apply), which it puts when the guess fits.
+	guess *guess
 	// client is set for an entry a client sent (a Bundle entry, a REST
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.

@@ -135,7 +135,9 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 	for _, en := range entries {
 		en.rendered, en.ready = nil, nil
 		if en.method == "POST" && en.matched == nil && !en.pinned && !en.again && en.doc != nil {
-			todo = append(todo, en)
+			if en.rendered = en.fits(now); en.rendered == nil {
+				todo = append(todo, en)
+			}
 		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(todo)/renderPerWorker)

@@ -117,7 +117,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 			}
 		}
 		if en.method == "POST" && en.id == "" {
-			en.id = store.NewID()
+			en.id = en.newID()
 		}
 		if en.fullURL != "" && en.namesResource() {
 			ids[en.fullURL] = en.typ + "/" + en.id
@@ -157,13 +157,24 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle")
 		rw.Versioned = errVersionedPlaceholder
 	}
+	sp := agreed(entries, ids) // rewritten as ahead of the transaction (Speculate)
 	for _, en := range entries {
 		if en.doc == nil {
 			continue
 		}
+		check := false
+		if en.replay(sp) {
+			if check = checkGuesses.Load(); !check {
+				continue
+			}
+			en.rewrites.Restore() // rewritten again below, and compared
+		}
 		rw.Changes, refs.cur, rw.FullURL = &en.rewrites, en, en.fullURL
 		if err := rw.Rewrite(en.doc); err != nil {
 			return fail(en, en.linkAt(err))
+		}
+		if check && !en.guess.changes.Same(&en.rewrites) {
+			panic(fmt.Sprintf("engine: entry %d (%s) was rewritten otherwise than its guess (GATEWAY_CHECK_SPECULATION)", en.index, en.typ))
 		}
 	}
 	rw.Changes = nil
@@ -524,7 +535,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 		case en.method == "PUT" && writableID(en.bodyID):
 			en.id, en.chosen = en.bodyID, true
 		default:
-			en.id = store.NewID()
+			en.id = en.newID()
 		}
 		if !en.pinned {
 			// The key makes concurrent identical creates make one resource.

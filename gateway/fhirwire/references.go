@@ -1,8 +1,11 @@
 package fhirwire
 
 import (
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
@@ -68,11 +71,11 @@ type Changes struct{ list []change }
 
 // change is one replaced string: m[k] or a[i] held old.
 type change struct {
-	m   map[string]any
-	k   string
-	a   []any
-	i   int
-	old string
+	m       map[string]any
+	k       string
+	a       []any
+	i       int
+	old, to string
 }
 
 // Restore puts back every string recorded, latest first, and forgets them:
@@ -89,12 +92,77 @@ func (c *Changes) Restore() {
 	c.list = c.list[:0]
 }
 
+// Clone returns a copy of what c records, which c's Restore leaves as it
+// is: what a Rewrite did, kept after the document was put back.
+func (c *Changes) Clone() *Changes { return &Changes{list: slices.Clone(c.list)} }
+
+// Same reports whether c and o record the same replacements: the same
+// strings replaced by the same values at the same places (the same maps
+// and slices of one document), in any order (a document's maps are walked
+// in no fixed order). A document rewritten so and one rewritten as o
+// records, from the same document as it was, are then the same.
+func (c *Changes) Same(o *Changes) bool {
+	if len(c.list) != len(o.list) {
+		return false
+	}
+	type place struct {
+		p unsafe.Pointer
+		k string
+		i int
+	}
+	at := func(ch change) place {
+		if ch.m != nil {
+			return place{p: reflect.ValueOf(ch.m).UnsafePointer(), k: ch.k}
+		}
+		return place{p: unsafe.Pointer(unsafe.SliceData(ch.a)), i: ch.i}
+	}
+	want := make(map[place]change, len(c.list))
+	for _, ch := range c.list {
+		want[at(ch)] = ch
+	}
+	for _, ch := range o.list {
+		w, ok := want[at(ch)]
+		if !ok || w.old != ch.old || w.to != ch.to {
+			return false
+		}
+		delete(want, at(ch))
+	}
+	return len(want) == 0
+}
+
+// Replay makes in the document c was recorded on the replacements c
+// records, recording them in into, and reports whether it did: false,
+// with the document left as it was, when a place no longer holds the
+// string c replaced there.
+func (c *Changes) Replay(into *Changes) bool {
+	for _, ch := range c.list {
+		var now any
+		if ch.m != nil {
+			now = ch.m[ch.k]
+		} else if ch.i < len(ch.a) {
+			now = ch.a[ch.i]
+		}
+		if s, ok := now.(string); !ok || s != ch.old {
+			return false
+		}
+	}
+	for _, ch := range c.list {
+		if ch.m != nil {
+			ch.m[ch.k] = ch.to
+		} else {
+			ch.a[ch.i] = ch.to
+		}
+	}
+	into.list = append(into.list, c.list...)
+	return true
+}
+
 // set replaces m[k], which holds old, with to (recorded in Changes).
 func (rw Rewriter) set(m map[string]any, k, old, to string) {
 	if to == old {
 		return
 	}
-	rw.record(change{m: m, k: k, old: old})
+	rw.record(change{m: m, k: k, old: old, to: to})
 	m[k] = to
 }
 
@@ -103,7 +171,7 @@ func (rw Rewriter) setAt(a []any, i int, old, to string) {
 	if to == old {
 		return
 	}
-	rw.record(change{a: a, i: i, old: old})
+	rw.record(change{a: a, i: i, old: old, to: to})
 	a[i] = to
 }
 

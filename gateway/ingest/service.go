@@ -88,6 +88,9 @@ type Service struct {
 	tracer  trace.Tracer
 	safety  map[string]mapping.Safety
 	now     func() time.Time
+	// stored, when set (tests), is told the speculation of each record
+	// stored (nil for none) once its transaction committed.
+	stored func(*engine.Speculation)
 }
 
 type noMetrics struct{}
@@ -203,7 +206,11 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	// with causality names its session is checked once the session it is
 	// stored in is known (storeTx). A dry run reads nothing stored.
 	opts.SessionLater = !dryRun
-	pr, err := s.prepare(ctx, kind, body, opts, tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) })
+	var storing *auditlog.Scope // a record stored: its new resources are rendered ahead
+	if !dryRun && s.engine != nil {
+		storing = sc
+	}
+	pr, err := s.prepare(ctx, kind, body, opts, tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) }, storing)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "rejected")
 		s.nameRefusedBySchema(sc, kind, body, err)
@@ -228,12 +235,15 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if s.engine == nil {
 		return nil, false, errNoStore
 	}
-	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: pr.rec, opts: pr.opts, received: received}, pr.res, pr.raws, pr.docs, pr.checked, ans)
+	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: pr.rec, opts: pr.opts, received: received}, pr.res, pr.raws, pr.docs, pr.checked, pr.spec, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, false, err
 	}
 	s.metrics.IngestRecord(ctx, string(kind), "stored")
+	if s.stored != nil {
+		s.stored(pr.spec)
+	}
 	return answer, again, nil
 }
 
@@ -253,7 +263,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // storeTx reports its result where it would have run it (a version
 // received before gets its stored answer again).
 func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, spec *engine.Speculation, ans engine.Answer) (answer []byte, again bool, err error) {
 	if rec.hash, err = contentHash(rec.body); err != nil {
 		return nil, false, err
 	}
@@ -266,7 +276,7 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 			docs, pre := firstDocs, checked
 			firstDocs, checked = nil, nil // a second run decodes firstRaws afresh (the first rewrote docs)
 			var err error
-			answer, again, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, ans)
+			answer, again, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, spec, ans)
 			return fhirwire.StatusOK, err
 		})
 	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
@@ -306,7 +316,7 @@ func (r record) setReceived(t time.Time) {
 // the stored patients it concerns (concerned), so that the patient's audit
 // trail and the record's lineage find those requests too.
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, spec *engine.Speculation, ans engine.Answer) (answer []byte, again bool, err error) {
 	src, st := first.Source, tx.Store()
 	nested := newNestedLedgers(st)
 	s.nameRecords(sc, rec.kind, rec.rec) // again: each attempt starts from a reset scope
@@ -529,6 +539,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	// The resources rendered ahead (prepare), for the entries made of the
+	// documents they were rendered from: the first attempt's, unchanged.
+	spec.Apply(entries)
 	var kept map[int]string // the resources the new version leaves as they are (keepUnchanged)
 	err = tx.RunChecked(entries, func(current []*store.Resource) error {
 		if err := samePatientFound(current, id); err != nil {

@@ -7,6 +7,8 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/cpuslots"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
@@ -45,7 +47,7 @@ type Verdict struct {
 func (s *Service) DryRun(ctx context.Context, tenant string, kind mapping.Kind, body []byte, update bool) (*Verdict, error) {
 	opts := s.Options(tenant)
 	opts.Update = update
-	pr, err := s.prepare(ctx, kind, body, opts, tenant, nil)
+	pr, err := s.prepare(ctx, kind, body, opts, tenant, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +64,9 @@ type prepared struct {
 	docs []map[string]any
 	// checked is the profile check of each of docs (checkProfiles).
 	checked []error
+	// spec is docs' new resources rendered ahead of the write transaction
+	// (speculate), nil for none.
+	spec *engine.Speculation
 }
 
 // prepare runs a record through the stages ingest runs before it reads the
@@ -71,18 +76,56 @@ type prepared struct {
 // named, when not nil, is told the decoded record before its clinical
 // rules are checked (the audit scope names it, refused or not). It runs
 // in a CPU slot (package cpuslots), which leaves the write lane a core.
+// store, when not nil, is the scope of the request that stores the
+// record: its new resources are then rendered ahead too (speculate).
 func (s *Service) prepare(ctx context.Context, kind mapping.Kind, body []byte, opts mapping.Options, tenant string,
-	named func(mapping.Record)) (*prepared, error) {
+	named func(mapping.Record), store *auditlog.Scope) (*prepared, error) {
 	if !KnownKind(kind) {
 		return nil, ErrKindUnknown
 	}
 	var pr *prepared
 	err := cpuslots.Run(ctx, len(body), func() error {
 		var err error
-		pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named)
+		if pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named); err == nil && store != nil {
+			pr.spec = s.speculate(ctx, store, pr, tenant)
+		}
 		return err
 	})
 	return pr, err
+}
+
+// speculate renders pr's new resources ahead of the write transaction
+// (engine.Speculate), which puts them when they fit: its Patient's
+// criteria are searched first, as the other resources reference it. nil
+// when the profiles refused the record, or nothing could be guessed.
+func (s *Service) speculate(ctx context.Context, sc *auditlog.Scope, pr *prepared, tenant string) *engine.Speculation {
+	if s.engine == nil || pr.docs == nil {
+		return nil
+	}
+	// The entries storeTx makes of a new record's documents (entries),
+	// without changing the documents: storeTx reads them before it makes
+	// its entries, and nothing may change them until the transaction
+	// renders them (Speculation.Apply).
+	entries := make([]*engine.Entry, len(pr.res.Entries))
+	var patients []int
+	for i, e := range pr.res.Entries {
+		if pr.checked[i] != nil {
+			return nil
+		}
+		url := e.URL
+		if own := ownURL(e, tenant, nil); own != "" {
+			url = own
+		}
+		en, err := s.engine.NewEntry(i, e.Method.Code(), url, e.FullURL, pr.docs[i], e.IfNoneExist)
+		if err != nil {
+			return nil
+		}
+		entries[i] = en
+		if e.ResourceType == "Patient" {
+			patients = append(patients, i)
+		}
+	}
+	return s.engine.Speculate(ctx, sc, entries, patients)
 }
 
 // prepareNow is prepare once a CPU slot is free.

@@ -28,7 +28,7 @@ func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Re
 func NewVersionAtMost(typ, id string, v int64, doc map[string]any, now time.Time, limit int) (*Resource, []search.Entry, error) {
 	// Its entries before its body: one past the limit is refused without
 	// marshalling it, inside the write transaction that puts it.
-	stamp(typ, id, v, doc, now)
+	Stamp(typ, id, v, doc, now)
 	entries, err := search.ExtractAtMost(typ, doc, limit)
 	if tm, ok := err.(*search.TooManyEntries); ok {
 		tm.ID = id
@@ -50,12 +50,13 @@ func NewVersionAtMost(typ, id string, v int64, doc map[string]any, now time.Time
 // version is then these bytes). It fails only if doc cannot be
 // marshalled.
 func VersionBody(typ, id string, v int64, doc map[string]any, now time.Time) ([]byte, error) {
-	stamp(typ, id, v, doc, now)
+	Stamp(typ, id, v, doc, now)
 	return marshalVersion(typ, doc)
 }
 
-// stamp sets resourceType, id, meta.versionId and meta.lastUpdated in doc.
-func stamp(typ, id string, v int64, doc map[string]any, now time.Time) {
+// Stamp sets resourceType, id, meta.versionId and meta.lastUpdated in doc,
+// as NewVersion does (meta.lastUpdated written LastUpdatedLayout).
+func Stamp(typ, id string, v int64, doc map[string]any, now time.Time) {
 	doc["resourceType"] = typ
 	doc["id"] = id
 	meta, _ := doc["meta"].(map[string]any)
@@ -63,9 +64,14 @@ func stamp(typ, id string, v int64, doc map[string]any, now time.Time) {
 		meta = map[string]any{}
 	}
 	meta["versionId"] = strconv.FormatInt(v, 10)
-	meta["lastUpdated"] = now.UTC().Format("2006-01-02T15:04:05.000Z")
+	meta["lastUpdated"] = now.UTC().Format(LastUpdatedLayout)
 	doc["meta"] = meta
 }
+
+// LastUpdatedLayout is how a stored version's meta.lastUpdated is written:
+// milliseconds always, so that the text of every instant from year 0 to
+// 9999 has the same length.
+const LastUpdatedLayout = "2006-01-02T15:04:05.000Z"
 
 // marshalVersion is the body of doc, stamped.
 func marshalVersion(typ string, doc map[string]any) ([]byte, error) {
