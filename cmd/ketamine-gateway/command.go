@@ -100,7 +100,8 @@ var commands = []command{
 			"the AuditEvent (seq, id), the record and what differs. \"lineage\" counts what was checked, and as\n" +
 			"\"unchecked\" what an older gateway's AuditEvents name without hashes (with a note on stderr).\n" +
 			"The other way round, every receipt and delivery attempt stored must be named by a chained\n" +
-			"AuditEvent: one that none names is a finding (the chain lost its AuditEvent: its tail cut).\n" +
+			"AuditEvent: one that none names is a finding (the chain lost its AuditEvent: its tail cut), and so\n" +
+			"is a record version the ledger holds whose receipt no chained AuditEvent names (the receipt deleted too).\n" +
 			"Record the printed headSeq and headHash where the database's administrators cannot write, and give\n" +
 			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
 			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +

@@ -182,9 +182,11 @@ func (v *AuditVerification) Describe() string {
 	}{
 		{v.FaultCount - v.unchained - v.Lineage.Faults, "AuditEvent served otherwise than chained", "AuditEvents served otherwise than chained"},
 		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
-		{v.provenanceFaults - v.Lineage.UnnamedReceipts, "Provenance version stored otherwise than its AuditEvent says",
+		{v.provenanceFaults - v.Lineage.UnnamedReceipts - v.Lineage.UnreceiptedRecords, "Provenance version stored otherwise than its AuditEvent says",
 			"Provenance versions stored otherwise than their AuditEvents say"},
 		{v.Lineage.UnnamedReceipts, "receipt no AuditEvent names", "receipts no AuditEvent names"},
+		{v.Lineage.UnreceiptedRecords, "record version received whose receipt no AuditEvent names",
+			"record versions received whose receipts no AuditEvent names"},
 		{v.Lineage.Faults - v.provenanceFaults - v.Lineage.Unaudited, "delivery attempt stored otherwise than its AuditEvent says",
 			"delivery attempts stored otherwise than their AuditEvents say"},
 		{v.Lineage.Unaudited, "delivery attempt no AuditEvent names", "delivery attempts no AuditEvent names"},
@@ -209,7 +211,7 @@ func (v *AuditVerification) Summary() string {
 	if served := v.FaultCount - v.Lineage.Faults; served > 0 {
 		parts = append(parts, v.firstFault(false, served, "of AuditEvents served otherwise than the audit chain holds them"))
 	}
-	if n := v.Lineage.Faults - v.Lineage.Unaudited - v.Lineage.UnnamedReceipts; n > 0 {
+	if n := v.Lineage.Faults - v.Lineage.Unaudited - v.Lineage.UnnamedReceipts - v.Lineage.UnreceiptedRecords; n > 0 {
 		parts = append(parts, v.firstFault(true, n,
 			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
 	}
@@ -222,6 +224,19 @@ func (v *AuditVerification) Summary() string {
 			"audit them sent those records (a release from before delivery auditing left running past an upgrade: stop every "+
 			"gateway older than the database's schema), or the audit chain lost their AuditEvents",
 			CountedAs(n, "delivery attempt", "delivery attempts"), named))
+	}
+	if n := v.Lineage.UnreceiptedRecords; n > 0 {
+		first := ""
+		for _, f := range v.Faults {
+			if f.Problem == UnreceiptedRecordProblem {
+				first = f.About
+				break
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s in the ledger whose receipt no chained AuditEvent names (first: %s): the "+
+			"audit chain lost the AuditEvents of the writes that stored them (its tail cut, the head moved back and the "+
+			"receipts deleted), or the ledger entries were written behind the gateway's back",
+			CountedAs(n, "record version", "record versions"), first))
 	}
 	if n := v.Lineage.UnnamedReceipts; n > 0 {
 		first := ""
@@ -456,7 +471,11 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		if err := lc.checkUnaudited(ctx, out.HeadSeq); err != nil {
 			return nil, err
 		}
-		if err := lc.checkUnnamed(ctx, out.HeadSeq); err != nil {
+		since := lc.namedSince(ctx, out.HeadSeq)
+		if err := lc.checkUnnamed(ctx, since); err != nil {
+			return nil, err
+		}
+		if err := lc.checkLedger(ctx, since); err != nil {
 			return nil, err
 		}
 	}

@@ -74,8 +74,14 @@ type LineageCheck struct {
 	// UnnamedReceipts counts the Provenances stored that no chained
 	// AuditEvent names and no named receipt lists: each is a fault
 	// (verifyunnamed.go).
-	UnnamedReceipts int    `json:"unnamedReceipts,omitempty"`
-	Note            string `json:"note,omitempty"`
+	UnnamedReceipts int `json:"unnamedReceipts,omitempty"`
+	// LedgerEntries counts the native record versions of the ledger
+	// checked for a receipt a chained AuditEvent names (for a walk from an
+	// anchor, those received since it); UnreceiptedRecords those without:
+	// each is a fault (verifyledger.go).
+	LedgerEntries      int    `json:"ledgerEntries"`
+	UnreceiptedRecords int    `json:"unreceiptedRecords,omitempty"`
+	Note               string `json:"note,omitempty"`
 }
 
 // note says what was not checked, when something was not.
@@ -136,6 +142,9 @@ type lineageChecker struct {
 	// by an AuditEvent the earlier verification checked and this walk
 	// does not read, so it is no fault when left cut off.
 	fromAt time.Time
+	// unnamed are the Provenances checkUnnamed reported: a ledger entry
+	// whose receipt is one of them is not reported again (checkLedger).
+	unnamed map[string]bool
 	// sent are the attempts the delivery-send AuditEvents walked name
 	// (checkUnaudited).
 	sent sentNames

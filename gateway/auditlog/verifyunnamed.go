@@ -80,7 +80,7 @@ func (c *lineageChecker) nameReceipts(ev *chainedEvent) {
 // trail's first AuditEvent, or relabelled as a client's, hid a cut).
 // walkedTo is the last record the walk read: a Provenance written while
 // verify ran is named by an AuditEvent after it, read once the rows are.
-func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error {
+func (c *lineageChecker) checkUnnamed(ctx context.Context, namedSince func() error) error {
 	var left []store.Listed
 	var after *store.Listed
 	for {
@@ -101,19 +101,7 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 	if len(left) == 0 {
 		return nil
 	}
-	// The AuditEvents committed since the walk (Provenances written
-	// meanwhile): names only.
-	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
-		if !bytes.Contains(e.Body, markProvenance) {
-			return nil
-		}
-		var ev chainedEvent
-		if json.Unmarshal(e.Body, &ev) == nil {
-			c.nameReceipts(&ev)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := namedSince(); err != nil {
 		return err
 	}
 	for _, p := range left {
@@ -125,11 +113,38 @@ func (c *lineageChecker) checkUnnamed(ctx context.Context, walkedTo int64) error
 			return err
 		}
 		if !ok {
+			if c.unnamed == nil {
+				c.unnamed = map[string]bool{}
+			}
+			c.unnamed[p.ID] = true
 			c.out.Lineage.UnnamedReceipts++
 			c.out.lineageFault(0, "", fmt.Sprintf("Provenance/%s/_history/%d", p.ID, p.Version), UnnamedReceiptProblem)
 		}
 	}
 	return nil
+}
+
+// namedSince returns a function that names the receipts of the
+// AuditEvents committed since the walk's last record, walkedTo (written
+// while verify ran), the first time it is called: names only.
+func (c *lineageChecker) namedSince(ctx context.Context, walkedTo int64) func() error {
+	done := false
+	return func() error {
+		if done {
+			return nil
+		}
+		done = true
+		return c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+			if !bytes.Contains(e.Body, markProvenance) {
+				return nil
+			}
+			var ev chainedEvent
+			if json.Unmarshal(e.Body, &ev) == nil {
+				c.nameReceipts(&ev)
+			}
+			return nil
+		})
+	}
 }
 
 // vouched reports whether Provenance id, which no AuditEvent walked names,

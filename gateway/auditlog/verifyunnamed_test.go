@@ -49,12 +49,24 @@ func putReceipt(t *testing.T, st store.Store, l *Log, recordID string, at time.T
 		if err := l.WriteProvenance(tx, sc, prov, []*store.Resource{p}, at); err != nil {
 			return err
 		}
+		// The record version's ledger entry, as ingest writes it with
+		// its receipt.
+		if err := putLedger(tx, recordID, at); err != nil {
+			return err
+		}
 		return l.AppendTx(tx, sc, 201)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// putLedger writes the ledger entry of version 1 of session record
+// recordID of source emr (default tenant), received at.
+func putLedger(tx store.Tx, recordID string, at time.Time) error {
+	return tx.PutLedger(&store.Ledger{Source: "emr", Kind: "session", RecordID: recordID, Version: "1",
+		ContentHash: audit.SHA256([]byte("the clinic's record " + recordID)), Received: at})
 }
 
 // withStore runs fn on f's database with an audit log.
@@ -135,8 +147,8 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 		f := newLineageFixture(t)
 		withStore(t, f, func(st store.Store, l *Log) { putReceipt(t, st, l, "INF-9", time.Now().UTC().Add(2*time.Hour), true) })
 		res := verifyTampered(t, f)
-		if !res.Intact || res.Lineage.UnnamedReceipts != 0 || res.Lineage.Provenances != 2 {
-			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want intact, both receipts found", res.Summary(), res.Lineage, res.Faults)
+		if !res.Intact || res.Lineage.UnnamedReceipts != 0 || res.Lineage.Provenances != 2 || res.Lineage.LedgerEntries != 1 {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want intact, both receipts found, the ledger entry checked", res.Summary(), res.Lineage, res.Faults)
 		}
 	})
 	t.Run("the tail cut", func(t *testing.T) {
@@ -197,6 +209,47 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the tail cut, its receipt deleted too", func(t *testing.T) {
+		f := newLineageFixture(t)
+		var id string
+		withStore(t, f, func(st store.Store, l *Log) {
+			id = putReceipt(t, st, l, "INF-9", time.Now().UTC().Add(2*time.Hour), true)
+		})
+		var gone []string
+		for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
+			gone = append(gone, fmt.Sprintf(`DELETE FROM %s WHERE type = 'Provenance' AND id = '%s'`, tbl, id))
+		}
+		res := verifyTampered(t, f, append(cutTail(), gone...)...)
+		about := "Provenance/" + id
+		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || res.Lineage.UnnamedReceipts != 0 || len(res.Faults) != 1 ||
+			res.Lineage.LedgerEntries != 1 {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want one fault, the ledger entry whose receipt no AuditEvent names",
+				res.Summary(), res.Lineage, res.Faults)
+		}
+		if fl := res.Faults[0]; fl.About != about || fl.Problem != UnreceiptedRecordProblem {
+			t.Errorf("fault = %+v, want one about %s", fl, about)
+		}
+		if sum := res.Summary(); !strings.Contains(sum, "1 record version in the ledger whose receipt no chained AuditEvent names (first: "+about+")") ||
+			strings.Contains(sum, "stored otherwise") {
+			t.Errorf("Summary() = %q, want the ledger entry told as such", sum)
+		}
+		if d := res.Describe(); !strings.Contains(d, "1 record version received whose receipt no AuditEvent names") || strings.Contains(d, "stored otherwise") {
+			t.Errorf("Describe() = %q, want the ledger entry counted as such", d)
+		}
+	})
+	t.Run("a ledger entry written behind the gateway's back", func(t *testing.T) {
+		f := newLineageFixture(t)
+		withStore(t, f, func(st store.Store, l *Log) {
+			if err := st.Write(context.Background(), func(tx store.Tx) error { return putLedger(tx, "INF-7", time.Now().UTC()) }); err != nil {
+				t.Fatal(err)
+			}
+		})
+		res := verifyTampered(t, f)
+		want := "Provenance/" + audit.RecordProvenanceID("", "emr", "session", "INF-7", "1")
+		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || res.Faults[0].About != want {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want it a fault about %s", res.Summary(), res.Lineage, res.Faults, want)
+		}
+	})
 	t.Run("a Provenance written behind the gateway's back", func(t *testing.T) {
 		f := newLineageFixture(t)
 		withStore(t, f, func(st store.Store, l *Log) { clientProvenance(t, st, l, "forged-prov", "") })

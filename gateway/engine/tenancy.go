@@ -188,19 +188,10 @@ var errTxTooManyEntries = outcome.New(outcome.TooLarge, "too-costly", "request-t
 
 // ns namespaces a key by the tenant (the default tenant keeps the bare
 // key, so databases from before tenants keep working).
-func (t tenantTx) ns(key string) string { return Namespaced(t.tenant, key) }
+func (t tenantTx) ns(key string) string { return store.Namespaced(t.tenant, key) }
 
 // WritesAhead implements store.WritesAhead: the store's transaction's.
 func (t tenantTx) WritesAhead() bool { return store.TxWritesAhead(t.Tx) }
-
-// Namespaced is a conditional key or ledger source of tenant as stored:
-// the default tenant's bare, another's prefixed "tenant:<tenant>|".
-func Namespaced(tenant, key string) string {
-	if tenant == "" {
-		return key
-	}
-	return "tenant:" + tenant + "|" + key
-}
 
 func (t tenantTx) Read(typ, id string) (*store.Resource, error) {
 	r, err := t.Tx.Read(typ, id)

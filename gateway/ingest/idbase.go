@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -38,8 +37,7 @@ func StoredIdentifierBase(ctx context.Context, st store.Store) (string, error) {
 		return "", err
 	}
 	l := ls[0]
-	source := strings.TrimPrefix(l.Source, engine.Namespaced(l.Tenant, ""))
-	r, err := st.Read(ctx, "Provenance", audit.RecordProvenanceID(l.Tenant, source, l.Kind, l.RecordID, l.Version))
+	r, err := st.Read(ctx, "Provenance", audit.RecordProvenanceID(l.Tenant, l.RecordSource(), l.Kind, l.RecordID, l.Version))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) || (err == nil && r.Deleted) {
 		return "", nil
 	}
@@ -50,7 +48,7 @@ func StoredIdentifierBase(ctx context.Context, st store.Store) (string, error) {
 	if err != nil {
 		return "", nil
 	}
-	suffix := "/" + source + "/" + l.Kind + "-record"
+	suffix := "/" + l.RecordSource() + "/" + l.Kind + "-record"
 	entities, _ := doc["entity"].([]any)
 	for _, e := range entities {
 		em, _ := e.(map[string]any)

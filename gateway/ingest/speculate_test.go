@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -151,5 +152,11 @@ func TestRenderedAhead(t *testing.T) {
 				t.Errorf("%d guesses put, want %d (of %d created, %d by a POST)", used, want, created, posted)
 			}
 		})
+	}
+	// The audit trail vouches for what was stored so: every receipt, and
+	// every record version of the ledger (a named tenant's too).
+	res, err := auditlog.Verify(context.Background(), g.a.Store, time.Now())
+	if err != nil || !res.Intact || res.Lineage.LedgerEntries != 4 {
+		t.Errorf("audit verify = %s (lineage %+v), %v; want intact, 4 ledger entries checked", res.Summary(), res.Lineage, err)
 	}
 }

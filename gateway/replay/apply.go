@@ -37,7 +37,7 @@ var errMoved = errors.New("the record or a compared resource changed before the 
 func unmoved(st store.Tx, m *remapped) error {
 	l := m.l
 	// The transaction is the record's tenant's: it namespaces the source.
-	versions, err := st.LedgerVersions(recordSource(l), l.Kind, l.RecordID)
+	versions, err := st.LedgerVersions(l.RecordSource(), l.Kind, l.RecordID)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (s *Service) checkOutput(m *remapped) error {
 // r.Status to StatusConflict.
 func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, opts Options, r *RecordResult) error {
 	l := m.l
-	src := recordSource(l)
+	src := l.RecordSource()
 	dests, err := s.destinations(ctx, l, src)
 	if err != nil {
 		return err

@@ -64,7 +64,7 @@ const skippedOther = "the resource was changed since by another source (a client
 
 // record replays one ledger entry: the latest version of a record.
 func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledger, opts Options) (RecordResult, error) {
-	r := RecordResult{Tenant: l.Tenant, Source: recordSource(l), Kind: l.Kind, RecordID: l.RecordID, Version: l.Version,
+	r := RecordResult{Tenant: l.Tenant, Source: l.RecordSource(), Kind: l.Kind, RecordID: l.RecordID, Version: l.Version,
 		MappingVersion: l.MappingVersion}
 	if s.beforeCompare != nil {
 		s.beforeCompare(l)
@@ -283,7 +283,7 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 // DetectedIssue from being retired). One the record's own ingest wrote
 // last is left as stored.
 func (s *Service) replayWrote(ctx context.Context, m *remapped, extra []*match) (bool, error) {
-	self := mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), mapping.Kind(m.l.Kind)) + "|" + m.l.RecordID
+	self := mapping.RecordSystem(s.cfg.IdentifierBase, m.l.RecordSource(), mapping.Kind(m.l.Kind)) + "|" + m.l.RecordID
 	own := 0
 	for _, mt := range extra {
 		ref := mt.stored.Type + "/" + mt.stored.ID
@@ -611,7 +611,7 @@ func (s *Service) find(ctx context.Context, tenant, typ, key string) (*store.Res
 // not by another source. The replay of that later version compares it;
 // this older version's differences are dropped too.
 func (s *Service) guard(ctx context.Context, m *remapped) error {
-	src := recordSource(m.l)
+	src := m.l.RecordSource()
 	sys := mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(m.l.Kind))
 	self := sys + "|" + m.l.RecordID
 	provs, err := s.provenances(ctx, m.l.Tenant, sys, m.l.RecordID)
@@ -768,7 +768,7 @@ func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[strin
 		if sess, ok := m.rec.(*mapping.Session); ok && e.Record != "" && !searched[e.Record] {
 			searched[e.Record] = true
 			if kind, rid := nestedAt(sess, e.Record); rid != "" {
-				ps, err := s.provenances(ctx, m.l.Tenant, mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), kind), rid)
+				ps, err := s.provenances(ctx, m.l.Tenant, mapping.RecordSystem(s.cfg.IdentifierBase, m.l.RecordSource(), kind), rid)
 				if err != nil {
 					return err
 				}

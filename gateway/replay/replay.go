@@ -354,7 +354,7 @@ func (s *Service) Check(ctx context.Context, opts Options) error {
 		for _, t := range tenants {
 			// The ledger is in source order: the first entry from the
 			// tenant's name of the source on is of that source if any is.
-			src := engine.Namespaced(t, opts.Source)
+			src := store.Namespaced(t, opts.Source)
 			page, err := s.cfg.Store.LedgerEntries(ctx, store.LedgerQuery{Tenant: t, After: store.LedgerKey{Source: src}, Limit: 1})
 			if err != nil {
 				return err
@@ -534,7 +534,7 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledge
 		end := group[len(group)-1]
 		last := store.LedgerKey{Source: end.Source, Kind: end.Kind, RecordID: end.RecordID, Version: end.Version}
 		group = group[:0]
-		if opts.Source != "" && recordSource(latest) != opts.Source {
+		if opts.Source != "" && latest.RecordSource() != opts.Source {
 			return true
 		}
 		return fn(latest, last)
@@ -576,10 +576,4 @@ func latest(versions []*store.Ledger) *store.Ledger {
 		}
 	}
 	return l
-}
-
-// recordSource is a ledger entry's clinic system: its source without the
-// tenant's namespace.
-func recordSource(l *store.Ledger) string {
-	return strings.TrimPrefix(l.Source, engine.Namespaced(l.Tenant, ""))
 }

@@ -52,6 +52,11 @@ type LedgerQuery struct {
 	After LedgerKey
 	// Limit is the page size (default 500).
 	Limit int
+	// KeysOnly leaves out what the entries hold beyond their key, tenant
+	// and time received (ContentHash, Response, MappingVersion, Input):
+	// a listing of every record version received (audit verify) reads no
+	// answer or record.
+	KeysOnly bool
 }
 
 // SourceTenant is a tenant that stored native records of a kind of a

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -154,6 +155,19 @@ type Ledger struct {
 	Tenant, MappingVersion string
 	Input                  []byte
 }
+
+// Namespaced is a conditional key or ledger source of tenant as stored:
+// the default tenant's bare, another's prefixed "tenant:<tenant>|".
+func Namespaced(tenant, key string) string {
+	if tenant == "" {
+		return key
+	}
+	return "tenant:" + tenant + "|" + key
+}
+
+// RecordSource is the entry's source as the record named it (its clinic
+// system): Source without its tenant's namespace.
+func (l *Ledger) RecordSource() string { return strings.TrimPrefix(l.Source, Namespaced(l.Tenant, "")) }
 
 // Store is the persistence the gateway needs: resources, the audit chain,
 // the outbox and the nonces. All methods are safe for concurrent use, and

@@ -529,6 +529,15 @@ func testLedgerEntries(t *testing.T, s store.Store) {
 	if got, want := walk(store.LedgerQuery{Tenant: "", Kind: "vitals", Since: base.Add(5 * time.Hour), Limit: 2}), []string{"r06"}; !slices.Equal(got, want) {
 		t.Errorf("default tenant's vitals since = %v, want %v", got, want)
 	}
+	// KeysOnly: every entry's key, tenant and time received, nothing else.
+	keys, err := s.LedgerEntries(ctx, store.LedgerQuery{Tenant: search.AllTenants, Since: base.Add(10 * time.Hour), KeysOnly: true})
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("KeysOnly since r10 = %+v, %v; want r10 and r11", keys, err)
+	}
+	if k := keys[1]; k.Source != "src" || k.Kind != "session" || k.RecordID != "r11" || k.Version != "1" || k.Tenant != "clinic-a" ||
+		!k.Received.Equal(base.Add(11*time.Hour)) || k.ContentHash != "" || k.Input != nil || k.Response != nil || k.MappingVersion != "" {
+		t.Errorf("KeysOnly entry = %+v, want r11's key, tenant and time received only", k)
+	}
 	err = s.Write(ctx, func(tx store.Tx) error { return tx.SetLedgerMapping("src", "session", "r01", "1", "2.1.0") })
 	if err != nil {
 		t.Fatal(err)

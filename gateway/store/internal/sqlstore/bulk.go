@@ -152,6 +152,9 @@ func (s *Store) chunksOf(n int, fn func(start, end int) error) error {
 
 const ledgerCols = `source, kind, record_id, version, content_hash, response, received, tenant, mapping_version, input`
 
+// ledgerKeyCols are what LedgerEntries reads with store.LedgerQuery.KeysOnly.
+const ledgerKeyCols = `source, kind, record_id, version, received, tenant`
+
 // LedgerEntries implements store.Bulk: a page in primary key order.
 func (s *Store) LedgerEntries(ctx context.Context, q store.LedgerQuery) ([]*store.Ledger, error) {
 	limit := q.Limit
@@ -159,7 +162,11 @@ func (s *Store) LedgerEntries(ctx context.Context, q store.LedgerQuery) ([]*stor
 		limit = 500
 	}
 	b := s.builder()
-	b.Add(`SELECT ` + ledgerCols + ` FROM ledger WHERE 1 = 1`)
+	cols := ledgerCols
+	if q.KeysOnly {
+		cols = ledgerKeyCols
+	}
+	b.Add(`SELECT ` + cols + ` FROM ledger WHERE 1 = 1`)
 	switch {
 	case q.Tenant == search.AllTenants:
 	case !validTenant(q.Tenant):
@@ -188,8 +195,12 @@ func (s *Store) LedgerEntries(ctx context.Context, q store.LedgerQuery) ([]*stor
 		for rows.Next() {
 			l := &store.Ledger{}
 			var received int64
-			if err := rows.Scan(&l.Source, &l.Kind, &l.RecordID, &l.Version, &l.ContentHash, &l.Response, &received,
-				&l.Tenant, &l.MappingVersion, &l.Input); err != nil {
+			dest := []any{&l.Source, &l.Kind, &l.RecordID, &l.Version, &l.ContentHash, &l.Response, &received,
+				&l.Tenant, &l.MappingVersion, &l.Input}
+			if q.KeysOnly {
+				dest = []any{&l.Source, &l.Kind, &l.RecordID, &l.Version, &received, &l.Tenant}
+			}
+			if err := rows.Scan(dest...); err != nil {
 				return fmt.Errorf("%s: ledger entries: %w", s.d.Name, s.err(ctx, err))
 			}
 			l.Received = time.UnixMilli(received).UTC()
