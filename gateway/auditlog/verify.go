@@ -200,6 +200,17 @@ func (v *AuditVerification) Describe() string {
 	return strings.Join(parts, ", ")
 }
 
+// firstAbout is what the first fault of problem is about ("" when the
+// faults kept hold none).
+func (v *AuditVerification) firstAbout(problem string) string {
+	for _, f := range v.Faults {
+		if f.Problem == problem {
+			return f.About
+		}
+	}
+	return ""
+}
+
 // Summary is the verdict in one line: "audit trail intact", or the first
 // broken link and how many findings of AuditEvents served otherwise than
 // chained there are, naming the first.
@@ -225,30 +236,16 @@ func (v *AuditVerification) Summary() string {
 			"gateway older than the database's schema), or the audit chain lost their AuditEvents",
 			CountedAs(n, "delivery attempt", "delivery attempts"), named))
 	}
+	if n := v.Lineage.UnnamedReceipts; n > 0 {
+		parts = append(parts, fmt.Sprintf("%s that no chained AuditEvent names (first: %s): the audit chain lost the AuditEvents "+
+			"of the writes that stored them (its tail cut and the head moved back), or they were written behind the gateway's back",
+			CountedAs(n, "receipt", "receipts"), v.firstAbout(UnnamedReceiptProblem)))
+	}
 	if n := v.Lineage.UnreceiptedRecords; n > 0 {
-		first := ""
-		for _, f := range v.Faults {
-			if f.Problem == UnreceiptedRecordProblem {
-				first = f.About
-				break
-			}
-		}
 		parts = append(parts, fmt.Sprintf("%s in the ledger whose receipt no chained AuditEvent names (first: %s): the "+
 			"audit chain lost the AuditEvents of the writes that stored them (its tail cut, the head moved back and the "+
 			"receipts deleted), or the ledger entries were written behind the gateway's back",
-			CountedAs(n, "record version", "record versions"), first))
-	}
-	if n := v.Lineage.UnnamedReceipts; n > 0 {
-		first := ""
-		for _, f := range v.Faults {
-			if f.Problem == UnnamedReceiptProblem {
-				first = f.About
-				break
-			}
-		}
-		parts = append(parts, fmt.Sprintf("%s that no chained AuditEvent names (first: %s): the audit chain lost the AuditEvents "+
-			"of the writes that stored them (its tail cut and the head moved back), or they were written behind the gateway's back",
-			CountedAs(n, "receipt", "receipts"), first))
+			CountedAs(n, "record version", "record versions"), v.firstAbout(UnreceiptedRecordProblem)))
 	}
 	for _, a := range v.Anchors {
 		switch {
