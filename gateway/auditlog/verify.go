@@ -231,10 +231,10 @@ func (v *AuditVerification) Summary() string {
 		if n > len(v.unauditedDeliveries) {
 			named += ", ..."
 		}
-		parts = append(parts, fmt.Sprintf("%s that no delivery-send AuditEvent names (deliveries %s): a gateway that did not "+
-			"audit them sent those records (a release from before delivery auditing left running past an upgrade: stop every "+
-			"gateway older than the database's schema), or the audit chain lost their AuditEvents",
-			CountedAs(n, "delivery attempt", "delivery attempts"), named))
+		parts = append(parts, fmt.Sprintf("%s that no delivery-send AuditEvent names (deliveries %s): the audit chain lost "+
+			"their AuditEvents (its tail cut and the head moved back), or a gateway that did not audit them sent those records "+
+			"(a release from before delivery auditing left running past an upgrade: stop every gateway older than the "+
+			"database's schema)", CountedAs(n, "delivery attempt", "delivery attempts"), named))
 	}
 	if n := v.Lineage.UnnamedReceipts; n > 0 {
 		parts = append(parts, fmt.Sprintf("%s that no chained AuditEvent names (first: %s): the audit chain lost the AuditEvents "+

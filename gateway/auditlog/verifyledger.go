@@ -3,6 +3,7 @@ package auditlog
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -39,7 +40,16 @@ func (c *lineageChecker) checkLedger(ctx context.Context, namedSince func() erro
 		}
 		for _, l := range page {
 			c.out.Lineage.LedgerEntries++
-			if id := audit.RecordProvenanceID(l.Tenant, l.RecordSource(), l.Kind, l.RecordID, l.Version); !c.receipts.has(id) {
+			id := audit.RecordProvenanceID(l.Tenant, l.RecordSource(), l.Kind, l.RecordID, l.Version)
+			switch {
+			case l.Source == l.RecordSource() && l.Tenant != "" || l.Tenant == "" && strings.HasPrefix(l.Source, "tenant:"):
+				// Not in its tenant's namespace, as the gateway writes
+				// every entry: relabelled (an auditor's review: a cut
+				// record's entry relabelled onto another's named
+				// receipt). The ledger's key (source, kind, record,
+				// version) holds one entry a receipt otherwise.
+				c.ledgerFault(id, MislabelledLedgerProblem)
+			case !c.receipts.has(id):
 				left = append(left, id)
 			}
 		}
@@ -68,11 +78,23 @@ func (c *lineageChecker) checkLedger(ctx context.Context, namedSince func() erro
 				continue
 			}
 		}
-		c.out.Lineage.UnreceiptedRecords++
-		c.out.lineageFault(0, "", "Provenance/"+id, UnreceiptedRecordProblem)
+		c.ledgerFault(id, UnreceiptedRecordProblem)
 	}
 	return nil
 }
+
+// ledgerFault records the fault problem of a ledger entry whose receipt
+// would be Provenance/id.
+func (c *lineageChecker) ledgerFault(id, problem string) {
+	c.out.Lineage.UnreceiptedRecords++
+	c.out.lineageFault(0, "", "Provenance/"+id, problem)
+}
+
+// MislabelledLedgerProblem is the fault of a ledger entry the gateway
+// cannot have written: its source outside its tenant's namespace.
+const MislabelledLedgerProblem = "the ledger holds a native record version under a key the gateway does not write (its source " +
+	"outside its tenant's namespace; this Provenance is the receipt the key names): the entry was relabelled, as hiding a " +
+	"record whose receipt was deleted does, or written behind the gateway's back"
 
 // UnreceiptedRecordProblem is the fault of a ledger entry whose receipt no
 // chained AuditEvent names. The fault names the receipt the entry should

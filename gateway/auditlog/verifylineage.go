@@ -142,6 +142,12 @@ type lineageChecker struct {
 	// by an AuditEvent the earlier verification checked and this walk
 	// does not read, so it is no fault when left cut off.
 	fromAt time.Time
+	// hashed are the receipts chained AuditEvents name as written with
+	// their hash (json-sha256): written by a release that audits its
+	// deliveries (the hashes came after delivery auditing), so every
+	// attempt to deliver their records is named by a delivery-send
+	// AuditEvent, whatever time its row says (checkUnaudited).
+	hashed receiptNames
 	// unnamed are the Provenances checkUnnamed reported: a ledger entry
 	// whose receipt is one of them is not reported again (checkLedger).
 	unnamed map[string]bool
@@ -330,6 +336,7 @@ func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntr
 			c.out.Lineage.RolledBack++
 			continue
 		}
+		c.hashed.add(id)
 		r, err := c.st.Read(ctx, "Provenance", id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):

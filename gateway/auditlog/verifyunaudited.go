@@ -153,7 +153,7 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		}
 	}
 	lc := &c.out.Lineage
-	var left []*store.Attempt
+	var left, before []*store.Attempt
 	var after *store.Attempt
 	for {
 		page, err := c.st.AttemptsAfter(ctx, after, c.fromAt, 1000)
@@ -165,8 +165,9 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 			case notSent(a) || c.sent.vouched(a):
 			case first.IsZero() || a.At.Before(first):
 				// Before delivery auditing began (or a trail that has
-				// never audited one): counted, not held.
-				lc.BeforeAuditing++
+				// never audited one), by its time: counted, not held,
+				// unless its record says otherwise (below).
+				before = append(before, a)
 			case !c.fromAt.IsZero() && a.At.Before(c.fromAt.Add(anchorMargin)):
 				// Its AuditEvent may precede the anchor's, not walked.
 				lc.NearAnchor++
@@ -179,12 +180,32 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		}
 		after = page[len(page)-1]
 	}
+	// An attempt's own time does not exempt it (an auditor's review: the
+	// chain's delivery-sends cut and the attempt back-dated, or all of
+	// them cut, passed as before auditing): one whose record was received
+	// by a release that audits deliveries (its receipt named with its hash)
+	// is held like any other.
+	ids, err := c.ids.get(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range before {
+		audited, err := c.auditedRelease(ctx, ids.Encode(a.ItemID))
+		if err != nil {
+			return err
+		}
+		if audited {
+			left = append(left, a)
+		} else {
+			lc.BeforeAuditing++
+		}
+	}
 	if len(left) == 0 {
 		return nil
 	}
 	// The AuditEvents committed since the walk (attempts recorded
 	// meanwhile): names only.
-	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+	err = c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
 		if !bytes.Contains(e.Body, markSent) {
 			return nil
 		}
@@ -194,10 +215,6 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		}
 		return c.nameSent(ctx, ev.Recorded, ev.sent())
 	})
-	if err != nil {
-		return err
-	}
-	ids, err := c.ids.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -215,10 +232,24 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 	return nil
 }
 
+// auditedRelease reports whether the record the delivery of public id
+// sends was received by a release that audits its deliveries: its
+// receipt (audit.RecordProvenanceID of the outbox row's record version)
+// is named with its hash by a chained AuditEvent the walk read.
+func (c *lineageChecker) auditedRelease(ctx context.Context, public string) (bool, error) {
+	d, err := c.delivery(ctx, public)
+	if err != nil || d.item == nil || d.item.RecordID == "" {
+		return false, err
+	}
+	it := d.item
+	return c.hashed.has(audit.RecordProvenanceID(it.Tenant, it.Source, it.Kind, it.RecordID, it.Version)), nil
+}
+
 // UnauditedProblem is the fault of an attempt no AuditEvent names.
-const UnauditedProblem = "no delivery-send AuditEvent names this attempt, though the trail audits deliveries since before it: " +
-	"a gateway that did not audit it sent the record (a release from before delivery auditing left running past an upgrade: " +
-	"stop every gateway older than the database's schema), or the audit chain lost the AuditEvent"
+const UnauditedProblem = "no delivery-send AuditEvent names this attempt, though the trail audits deliveries since before it " +
+	"(or a release that audits them received its record): the audit chain lost the AuditEvent (its tail cut and the head moved " +
+	"back), or a gateway that did not audit it sent the record (a release from before delivery auditing left running past an " +
+	"upgrade: stop every gateway older than the database's schema)"
 
 // nameSent notes the attempt a delivery-send AuditEvent recorded at
 // recorded names (its delivery's outbox row and attempt number).

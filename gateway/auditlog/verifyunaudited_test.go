@@ -109,7 +109,13 @@ func TestVerifyUnauditedAttempts(t *testing.T) {
 	t.Run("before auditing began", func(t *testing.T) {
 		f := newLineageFixture(t)
 		early := time.Now().Add(-24 * time.Hour).UnixMilli() // before the fixture's first delivery-send AuditEvent
-		res, reads := verifyTamperedReads(t, f, insertAttempt(f.item1, 3, early, 200, "")...)
+		// The delivery of a record an older release received (no receipt
+		// named with its hash), sent by that release.
+		legacy := []string{fmt.Sprintf(`INSERT INTO outbox (id, destination, order_key, patient, kind, source, record_id, version,
+			trace_id, payload, status, attempts, next_attempt, created, updated, tenant)
+			SELECT 900, destination, 'emr|session|OLD-1', patient, kind, source, 'OLD-1', '1', '', payload, 'done', 0, 0, %d, %d, tenant
+			FROM outbox WHERE id = %d`, early, early, f.item1)}
+		res, reads := verifyTamperedReads(t, f, append(legacy, insertAttempt(900, 1, early, 200, "")...)...)
 		// Such an attempt is no suspect: not held to look for its
 		// AuditEvent in the chain committed after the walk (a history
 		// before delivery auditing was held whole, review of fix-ops).
@@ -119,6 +125,18 @@ func TestVerifyUnauditedAttempts(t *testing.T) {
 		if !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.BeforeAuditing != 1 || res.FaultCount != 0 ||
 			!strings.Contains(res.Lineage.Note, "1 delivery attempt no AuditEvent names began before the trail's first delivery-send AuditEvent") {
 			t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact, 1 attempt before auditing, noted", res.Intact, res.Lineage, res.Faults)
+		}
+	})
+	// An attempt's time does not exempt it (an auditor's review: the
+	// chain's delivery-sends cut and the attempt back-dated passed as
+	// before auditing): its record was received by a release that audits
+	// deliveries (its receipt named with its hash).
+	t.Run("back-dated, of a record an auditing release received", func(t *testing.T) {
+		f := newLineageFixture(t)
+		early := time.Now().Add(-24 * time.Hour).UnixMilli()
+		res := verifyTampered(t, f, insertAttempt(f.item1, 3, early, 200, "")...)
+		if res.Intact || res.Lineage.Unaudited != 1 || res.Lineage.BeforeAuditing != 0 || res.Faults[0].About != "delivery "+f.delivery1+" attempt 3" {
+			t.Fatalf("Verify = intact %t, lineage %+v, faults %+v; want the back-dated attempt a fault", res.Intact, res.Lineage, res.Faults)
 		}
 	})
 	t.Run("not sent", func(t *testing.T) {

@@ -20,8 +20,14 @@ import (
 // left by a cut tail.
 func putReceipt(t *testing.T, st store.Store, l *Log, recordID string, at time.Time, named bool) string {
 	t.Helper()
+	return putTenantReceipt(t, st, l, "", recordID, at, named)
+}
+
+// putTenantReceipt is putReceipt of a record of tenant.
+func putTenantReceipt(t *testing.T, st store.Store, l *Log, tenant, recordID string, at time.Time, named bool) string {
+	t.Helper()
 	ctx := context.Background()
-	id := audit.RecordProvenanceID("", "emr", "session", recordID, "1")
+	id := audit.RecordProvenanceID(tenant, "emr", "session", recordID, "1")
 	prov := audit.Provenance{ID: id, Activity: "CREATE", Source: "emr", MappingVersion: "2.0.0",
 		WhatSystem: "https://x.example/sid/emr/session-record", WhatValue: recordID, WhatDisplay: "session record version 1",
 		RecordKind: "session", RecordVersion: "1", ContentHash: audit.SHA256([]byte("the clinic's record " + recordID))}
@@ -51,7 +57,7 @@ func putReceipt(t *testing.T, st store.Store, l *Log, recordID string, at time.T
 		}
 		// The record version's ledger entry, as ingest writes it with
 		// its receipt.
-		if err := putLedger(tx, recordID, at); err != nil {
+		if err := putLedger(tx, tenant, recordID, at); err != nil {
 			return err
 		}
 		return l.AppendTx(tx, sc, 201)
@@ -63,10 +69,10 @@ func putReceipt(t *testing.T, st store.Store, l *Log, recordID string, at time.T
 }
 
 // putLedger writes the ledger entry of version 1 of session record
-// recordID of source emr (default tenant), received at.
-func putLedger(tx store.Tx, recordID string, at time.Time) error {
-	return tx.PutLedger(&store.Ledger{Source: "emr", Kind: "session", RecordID: recordID, Version: "1",
-		ContentHash: audit.SHA256([]byte("the clinic's record " + recordID)), Received: at})
+// recordID of source emr of tenant, received at.
+func putLedger(tx store.Tx, tenant, recordID string, at time.Time) error {
+	return tx.PutLedger(&store.Ledger{Tenant: tenant, Source: store.Namespaced(tenant, "emr"), Kind: "session", RecordID: recordID,
+		Version: "1", ContentHash: audit.SHA256([]byte("the clinic's record " + recordID)), Received: at})
 }
 
 // withStore runs fn on f's database with an audit log.
@@ -240,7 +246,7 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 	t.Run("a ledger entry written behind the gateway's back", func(t *testing.T) {
 		f := newLineageFixture(t)
 		withStore(t, f, func(st store.Store, l *Log) {
-			if err := st.Write(context.Background(), func(tx store.Tx) error { return putLedger(tx, "INF-7", time.Now().UTC()) }); err != nil {
+			if err := st.Write(context.Background(), func(tx store.Tx) error { return putLedger(tx, "", "INF-7", time.Now().UTC()) }); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -248,6 +254,27 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 		want := "Provenance/" + audit.RecordProvenanceID("", "emr", "session", "INF-7", "1")
 		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || res.Faults[0].About != want {
 			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want it a fault about %s", res.Summary(), res.Lineage, res.Faults, want)
+		}
+	})
+	// A cut record's entry relabelled out of its tenant's namespace onto
+	// another record's named receipt (an auditor's review: it passed).
+	t.Run("the tail cut, its receipt deleted, its entry relabelled", func(t *testing.T) {
+		f := newLineageFixture(t)
+		var id string
+		withStore(t, f, func(st store.Store, l *Log) {
+			id = putTenantReceipt(t, st, l, "clinic-a", "INF-5", time.Now().UTC().Add(time.Hour), true)
+			putTenantReceipt(t, st, l, "clinic-a", "INF-6", time.Now().UTC().Add(2*time.Hour), true)
+		})
+		cut := audit.RecordProvenanceID("clinic-a", "emr", "session", "INF-6", "1")
+		var stmts []string
+		for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
+			stmts = append(stmts, fmt.Sprintf(`DELETE FROM %s WHERE type = 'Provenance' AND id = '%s'`, tbl, cut))
+		}
+		stmts = append(stmts, `UPDATE ledger SET source = 'emr', record_id = 'INF-5' WHERE record_id = 'INF-6'`)
+		res := verifyTampered(t, f, append(cutTail(), stmts...)...)
+		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || len(res.Faults) != 1 || res.Faults[0].Problem != MislabelledLedgerProblem ||
+			res.Faults[0].About != "Provenance/"+id {
+			t.Fatalf("Verify = %s (lineage %+v, faults %+v); want the relabelled entry a fault", res.Summary(), res.Lineage, res.Faults)
 		}
 	})
 	t.Run("a Provenance written behind the gateway's back", func(t *testing.T) {

@@ -272,13 +272,19 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 		rec.version = first.Source.LastUpdated
 	}
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
-		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
+		err := s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
 			docs, pre := firstDocs, checked
 			firstDocs, checked = nil, nil // a second run decodes firstRaws afresh (the first rewrote docs)
 			var err error
 			answer, again, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, spec, ans)
 			return fhirwire.StatusOK, err
 		})
+		if spec != nil {
+			// How many of the resources the transaction created were
+			// rendered ahead of it (engine.Speculate): a count, no data.
+			trace.SpanFromContext(ctx).SetAttributes(attribute.Int("ingest.rendered_ahead", spec.Used()))
+		}
+		return err
 	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
 		return nil, false, err

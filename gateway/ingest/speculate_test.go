@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
@@ -65,7 +68,8 @@ func TestRenderedAhead(t *testing.T) {
 		}
 		return string(b)
 	}
-	g := newGateway(t, app.Config{})
+	spans := tracetest.NewInMemoryExporter()
+	g := newGateway(t, app.Config{Tracer: sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))})
 	used := -1
 	ingest.OnStored(g.a.Ingest, func(n int) { used = n })
 	steps := []struct {
@@ -82,6 +86,7 @@ func TestRenderedAhead(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			used = -1
+			spans.Reset()
 			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test", Tenant: s.tenant})
 			answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindSession, []byte(s.doc), false, engine.Answer{})
 			if err != nil {
@@ -150,6 +155,18 @@ func TestRenderedAhead(t *testing.T) {
 			}
 			if used != want {
 				t.Errorf("%d guesses put, want %d (of %d created, %d by a POST)", used, want, created, posted)
+			}
+			// The store's span says how many (a count, on its allow-list).
+			told := int64(-1)
+			for _, sp := range spans.GetSpans() {
+				for _, kv := range sp.Attributes {
+					if sp.Name == "store.transaction" && kv.Key == "ingest.rendered_ahead" {
+						told = kv.Value.AsInt64()
+					}
+				}
+			}
+			if told != int64(want) && (want > 0 || told != -1) {
+				t.Errorf("store.transaction span: ingest.rendered_ahead = %d, want %d", told, want)
 			}
 		})
 	}

@@ -39,6 +39,7 @@ var allowed = map[string]struct{}{
 	"fhir.entry_count":       {},
 	"fhir.outcome":           {},
 	"ingest.kind":            {},
+	"ingest.rendered_ahead":  {}, // a count of resources (engine.Speculate)
 	"mapping.version":        {},
 	"validation.rule":        {},
 	"validation.issue_count": {},
