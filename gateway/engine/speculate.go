@@ -192,9 +192,13 @@ func (g *guess) make(rw fhirwire.Rewriter, en *Entry, now time.Time) bool {
 	err := rw.Rewrite(en.doc)
 	g.changes = ch.Clone()
 	if err == nil {
-		put := unstamped(en.doc)
-		g.res, g.entries, err = store.NewVersionAtMost(en.typ, g.id, 1, en.doc, now, search.MaxEntries)
-		put()
+		// Rendered from a copy of the document's top level and meta,
+		// which NewVersion stamps, so that the document is left as it was.
+		doc := maps.Clone(en.doc)
+		if meta, ok := doc["meta"].(map[string]any); ok {
+			doc["meta"] = maps.Clone(meta)
+		}
+		g.res, g.entries, err = store.NewVersionAtMost(en.typ, g.id, 1, doc, now, search.MaxEntries)
 	}
 	ch.Restore()
 	if err != nil {
@@ -233,43 +237,12 @@ func (e *Engine) writesWait() bool {
 // transaction resolves it.
 var errNotGuessed = fmt.Errorf("engine: a reference is not resolved ahead of the transaction")
 
-// unstamped returns a function that puts back what store.Stamp changes in
-// doc (resourceType, id, meta.versionId and meta.lastUpdated).
-func unstamped(doc map[string]any) (put func()) {
-	type kept struct {
-		v  any
-		ok bool
-	}
-	get := func(m map[string]any, k string) kept { v, ok := m[k]; return kept{v, ok} }
-	set := func(m map[string]any, k string, was kept) {
-		if was.ok {
-			m[k] = was.v
-		} else {
-			delete(m, k)
-		}
-	}
-	rt, id, meta := get(doc, "resourceType"), get(doc, "id"), get(doc, "meta")
-	var vid, lu kept
-	m, _ := meta.v.(map[string]any)
-	if m != nil {
-		vid, lu = get(m, "versionId"), get(m, "lastUpdated")
-	}
-	return func() {
-		if m != nil {
-			set(m, "versionId", vid)
-			set(m, "lastUpdated", lu)
-		}
-		set(doc, "resourceType", rt)
-		set(doc, "id", id)
-		set(doc, "meta", meta)
-	}
-}
-
 // Apply gives entries, the transaction's entries made of the same
-// documents as those Speculate was given, their guesses: an entry gets
-// the guess made from its own document (the same map), of its type.
+// documents as those Speculate was given, their guesses: a POST entry gets
+// the guess made from its own document (the same map), of its type; no
+// other entry gets one, so that replay and fits need not ask again.
 // Nothing else about the guess is trusted: runTransaction checks that it
-// fits (guess.fits) before it puts it. sp may be nil.
+// fits (Entry.fits) before it puts it. sp may be nil.
 func (sp *Speculation) Apply(entries []*Entry) {
 	if sp == nil {
 		return
@@ -294,7 +267,8 @@ func CheckGuesses(on bool) (restore func()) {
 	return func() { checkGuesses.Store(was) }
 }
 
-// Used returns how many guesses transactions put (tests).
+// Used returns how many guesses transactions put (the store.transaction
+// span's ingest.rendered_ahead).
 func (sp *Speculation) Used() int {
 	n := 0
 	if sp != nil {
@@ -346,7 +320,7 @@ func agreed(entries []*Entry, ids map[string]string) *Speculation {
 // references and urns no entry has, in the same scope.
 func (en *Entry) replay(sp *Speculation) bool {
 	g := en.guess
-	if sp == nil || g == nil || g.sp != sp || g.res == nil || !sameMap(en.doc, g.doc) {
+	if sp == nil || g == nil || g.sp != sp {
 		return false
 	}
 	return g.changes.Replay(&en.rewrites)
@@ -354,12 +328,12 @@ func (en *Entry) replay(sp *Speculation) bool {
 
 // fits returns en's resource from its guess, as the transaction at now
 // would render it, or nil when the guess does not fit: en is to create
-// its resource (render's condition) with the guessed id from the document
-// guessed from, rewritten exactly as for the guess. The document is
-// stamped as rendering stamps it.
+// its resource (render's condition) with the guessed id, its document
+// (the one guessed from: Apply) rewritten exactly as for the guess. The
+// document is stamped as rendering stamps it.
 func (en *Entry) fits(now time.Time) *rendered {
 	g := en.guess
-	if g == nil || g.res == nil || en.id != g.id || en.typ != g.typ || !sameMap(en.doc, g.doc) || !g.changes.Same(&en.rewrites) {
+	if g == nil || en.id != g.id || !g.changes.Same(&en.rewrites) {
 		return nil
 	}
 	stamp := now.UTC().Format(store.LastUpdatedLayout)

@@ -88,9 +88,6 @@ type Service struct {
 	tracer  trace.Tracer
 	safety  map[string]mapping.Safety
 	now     func() time.Time
-	// stored, when set (tests), is told the speculation of each record
-	// stored (nil for none) once its transaction committed.
-	stored func(*engine.Speculation)
 }
 
 type noMetrics struct{}
@@ -241,9 +238,6 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 		return nil, false, err
 	}
 	s.metrics.IngestRecord(ctx, string(kind), "stored")
-	if s.stored != nil {
-		s.stored(pr.spec)
-	}
 	return answer, again, nil
 }
 

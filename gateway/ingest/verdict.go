@@ -76,18 +76,18 @@ type prepared struct {
 // named, when not nil, is told the decoded record before its clinical
 // rules are checked (the audit scope names it, refused or not). It runs
 // in a CPU slot (package cpuslots), which leaves the write lane a core.
-// store, when not nil, is the scope of the request that stores the
+// storing, when not nil, is the scope of the request that stores the
 // record: its new resources are then rendered ahead too (speculate).
 func (s *Service) prepare(ctx context.Context, kind mapping.Kind, body []byte, opts mapping.Options, tenant string,
-	named func(mapping.Record), store *auditlog.Scope) (*prepared, error) {
+	named func(mapping.Record), storing *auditlog.Scope) (*prepared, error) {
 	if !KnownKind(kind) {
 		return nil, ErrKindUnknown
 	}
 	var pr *prepared
 	err := cpuslots.Run(ctx, len(body), func() error {
 		var err error
-		if pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named); err == nil && store != nil {
-			pr.spec = s.speculate(ctx, store, pr, tenant)
+		if pr, err = s.prepareNow(ctx, kind, body, opts, tenant, named); err == nil && storing != nil {
+			pr.spec = s.speculate(ctx, storing, pr, tenant)
 		}
 		return err
 	})
