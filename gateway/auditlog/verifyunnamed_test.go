@@ -94,12 +94,18 @@ func withStore(t *testing.T, f *lineageFixture, fn func(st store.Store, l *Log))
 // an administrator can make that the chain's own links do not show.
 func cutTail() []string {
 	last := `(SELECT id FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain))`
+	return append(deleteResource("AuditEvent", last), `DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain)`,
+		`UPDATE audit_chain_head SET seq = (SELECT MAX(seq) FROM audit_chain), hash = (SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1)`)
+}
+
+// deleteResource is SQL that deletes every row of resource typ/id (id an
+// SQL expression: a quoted id, or a subquery), its versions and index.
+func deleteResource(typ, id string) []string {
 	var stmts []string
 	for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
-		stmts = append(stmts, fmt.Sprintf(`DELETE FROM %s WHERE type = 'AuditEvent' AND id = %s`, tbl, last))
+		stmts = append(stmts, fmt.Sprintf(`DELETE FROM %s WHERE type = '%s' AND id = %s`, tbl, typ, id))
 	}
-	return append(stmts, `DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain)`,
-		`UPDATE audit_chain_head SET seq = (SELECT MAX(seq) FROM audit_chain), hash = (SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1)`)
+	return stmts
 }
 
 // clientProvenance stores a client's own Provenance (no gateway agent) of
@@ -221,11 +227,7 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 		withStore(t, f, func(st store.Store, l *Log) {
 			id = putReceipt(t, st, l, "INF-9", time.Now().UTC().Add(2*time.Hour), true)
 		})
-		var gone []string
-		for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
-			gone = append(gone, fmt.Sprintf(`DELETE FROM %s WHERE type = 'Provenance' AND id = '%s'`, tbl, id))
-		}
-		res := verifyTampered(t, f, append(cutTail(), gone...)...)
+		res := verifyTampered(t, f, append(cutTail(), deleteResource("Provenance", "'"+id+"'")...)...)
 		about := "Provenance/" + id
 		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || res.Lineage.UnnamedReceipts != 0 || len(res.Faults) != 1 ||
 			res.Lineage.LedgerEntries != 1 {
@@ -266,11 +268,8 @@ func TestVerifyUnnamedReceipts(t *testing.T) {
 			putTenantReceipt(t, st, l, "clinic-a", "INF-6", time.Now().UTC().Add(2*time.Hour), true)
 		})
 		cut := audit.RecordProvenanceID("clinic-a", "emr", "session", "INF-6", "1")
-		var stmts []string
-		for _, tbl := range []string{"idx_token", "idx_string", "idx_date", "idx_reference", "idx_quantity", "idx_uri", "current", "resources"} {
-			stmts = append(stmts, fmt.Sprintf(`DELETE FROM %s WHERE type = 'Provenance' AND id = '%s'`, tbl, cut))
-		}
-		stmts = append(stmts, `UPDATE ledger SET source = 'emr', record_id = 'INF-5' WHERE record_id = 'INF-6'`)
+		stmts := append(deleteResource("Provenance", "'"+cut+"'"),
+			`UPDATE ledger SET source = 'emr', record_id = 'INF-5' WHERE record_id = 'INF-6'`)
 		res := verifyTampered(t, f, append(cutTail(), stmts...)...)
 		if res.Intact || res.Lineage.UnreceiptedRecords != 1 || len(res.Faults) != 1 || res.Faults[0].Problem != MislabelledLedgerProblem ||
 			res.Faults[0].About != "Provenance/"+id {
